@@ -32,17 +32,17 @@ NamedTensors = dict[str, torch.Tensor]
 class TrainConfig:
     """How to train: epochs, batch, optimiser and learning-rate schedule."""
 
-    epochs: int = 5
-    batch_size: int = 64
-    lr: float = 0.001
-    optimizer: str = "adam"  # adam | sgd
-    momentum: float = 0.9
+    epochs: int = field(default=5, metadata={"min": 0})
+    batch_size: int = field(default=64, metadata={"min": 1})
+    lr: float = field(default=0.001, metadata={"gt": 0.0})
+    optimizer: str = field(default="adam", metadata={"choices": ("adam", "sgd")})
+    momentum: float = field(default=0.9, metadata={"min": 0.0, "max": 1.0})
     nesterov: bool = False
-    weight_decay: float = 0.0
-    lr_schedule: str = "constant"  # constant | step | cosine
-    lr_step_epochs: int = 20
-    lr_gamma: float = 0.1
-    device: str = "auto"  # auto | cpu | cuda
+    weight_decay: float = field(default=0.0, metadata={"min": 0.0})
+    lr_schedule: str = field(default="constant", metadata={"choices": ("constant", "step", "cosine")})
+    lr_step_epochs: int = field(default=20, metadata={"min": 1})
+    lr_gamma: float = field(default=0.1, metadata={"gt": 0.0})
+    device: str = field(default="auto", metadata={"choices": ("auto", "cpu", "cuda")})
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,117 @@
+"""The experiment schema: frozen dataclasses, one per TOML table.
+
+Constraints live next to the fields (``metadata``): ``choices``, ``min``/``max`` (inclusive),
+``gt`` (exclusive). :mod:`edgeupdate.configs.loader` checks every key, type and constraint and
+reports the first problem as one line naming the dotted key.
+
+Strategy-specific parameters (``[strategy.params]``) are validated against the dataclass that the
+strategy declares (see :mod:`edgeupdate.strategies.registry`), so a new strategy brings its own
+schema and needs no edit here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgeupdate.training import TrainConfig
+
+
+def choice(default: Any, *choices: Any) -> Any:
+    return field(default=default, metadata={"choices": choices})
+
+
+def bounded(default: Any, *, min: float | None = None, max: float | None = None,
+            gt: float | None = None) -> Any:
+    return field(default=default, metadata={"min": min, "max": max, "gt": gt})
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Which data: an embedded default (``digits``) or files under a data directory."""
+
+    name: str = choice("digits", "digits", "mnist", "fashion-mnist", "cifar10", "cifar100")
+    data_dir: str = ""  # empty: --data-dir, then $EDGEUPDATE_DATA, then the user cache dir
+    download: bool = False
+    validation_fraction: float = bounded(0.3, min=0.0, max=0.9)  # of the test set, kept by the server for model selection
+
+
+@dataclass(frozen=True)
+class PartitionConfig:
+    """How the training (and device test) data is split over devices."""
+
+    method: str = choice("iid", "iid", "dirichlet", "shards")
+    alpha: float = bounded(0.5, gt=0.0)
+    shards_per_part: int = bounded(2, min=1)
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """The data-arrival stream: D¹ of ``initial_samples``, then δD of ``samples_per_round``."""
+
+    initial_samples: int = bounded(1000, min=1)
+    samples_per_round: int = bounded(1000, min=0)
+    source: str = choice("devices", "devices", "server")  # devices upload δD (counted in bytes_up) or a server-side source
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = choice("mlp", "mlp", "vgg-tiny", "tiny-resnet", "resnet20", "resnet56", "vggnet")
+    hidden: list[int] = field(default_factory=lambda: [512, 512])  # MLP hidden layer sizes
+
+
+@dataclass(frozen=True)
+class ClientTrainConfig:
+    """On-device training for federated strategies."""
+
+    epochs: int = bounded(1, min=1)
+    batch_size: int = bounded(32, min=1)
+    lr: float = bounded(0.01, gt=0.0)
+    optimizer: str = choice("sgd", "sgd", "adam")
+    momentum: float = bounded(0.0, min=0.0, max=1.0)
+    fraction_train: float = bounded(1.0, gt=0.0, max=1.0)  # devices sampled for training each round
+
+
+@dataclass(frozen=True)
+class PackageConfig:
+    """How packages are encoded (see :mod:`edgeupdate.updates`)."""
+
+    precision: str = choice("fp32", "fp32", "fp16", "int8")
+    coding: str = choice("golomb", "golomb", "varint", "bitmap")
+    signing: str = choice("none", "none", "hmac")
+    key: str = "edgeupdate-demo-key"  # shared HMAC secret when signing = "hmac"
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    name: str = "full"
+    params: dict[str, Any] = field(default_factory=dict)  # validated by the strategy's own Params
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Flower simulation engine (Ray) settings."""
+
+    num_cpus_per_device: float = bounded(1.0, gt=0.0)
+    num_cpus: int = bounded(0, min=0)  # Ray's CPU pool; 0 = all cores
+    round_timeout_s: float = bounded(3600.0, gt=0.0)
+    torch_threads: int = bounded(1, min=1)  # per simulated device process
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One runnable scenario (a TOML file under ``configs/``)."""
+
+    name: str = "experiment"
+    seed: int = 0
+    rounds: int = bounded(5, min=1)
+    num_devices: int = bounded(10, min=1)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    partition: PartitionConfig = field(default_factory=PartitionConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainConfig = field(default_factory=TrainConfig)
+    client: ClientTrainConfig = field(default_factory=ClientTrainConfig)
+    package: PackageConfig = field(default_factory=PackageConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)

@@ -1,0 +1,47 @@
+"""What the server and the devices say to each other, as Flower records.
+
+Every model transfer is an encoded :class:`~edgeupdate.updates.UpdatePackage` carried as ``bytes``
+in a ``ConfigRecord``; uploaded samples are bytes too. ``bytes_down`` / ``bytes_up`` are ``len()`` of
+those payloads — Flower's simulation never serialises messages, so these are the bytes a real link
+would carry for the payload.
+
+TRAIN message  (server → device, ``ConfigRecord`` under ``"task"``)
+    round, task ∈ {"collect", "fit", "status"}, [package: bytes], [fit hyper-parameters]
+TRAIN reply    (``"reply"`` ConfigRecord + ``"metrics"`` MetricRecord)
+    device_id, model_version, model_hash, payload (samples or update package), status
+EVALUATE message (``"task"``): round, package (b"" = nothing new), target_version
+EVALUATE reply: device_id, model_version, model_hash, status; metrics accuracy, loss, num_examples,
+    bytes_down_received, apply_s
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TASK = "task"
+REPLY = "reply"
+METRICS = "metrics"
+
+TASK_COLLECT = "collect"  # upload the samples collected this round
+TASK_FIT = "fit"  # train locally (federated strategies) and upload an update package
+TASK_STATUS = "status"  # only report version and hash
+
+# Device statuses recorded per (round, device).
+APPLIED = "applied"  # a package arrived, verified and was applied
+NO_UPDATE = "no_update"  # nothing was sent this round (e.g. server skipped the push)
+REJECTED = "rejected"  # the package failed verification; the old model is kept
+CRASHED = "crashed"  # the device crashed while applying; the old model is kept
+
+
+@dataclass(frozen=True)
+class DeviceReport:
+    """A device's answer, decoded from a reply message."""
+
+    node_id: int
+    device_id: int
+    model_version: int
+    model_hash: str
+    status: str
+    payload: bytes
+    metrics: dict[str, float]
+    reason: str = ""

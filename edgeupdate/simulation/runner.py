@@ -1,0 +1,148 @@
+"""Run an experiment on Flower's simulation engine (Ray) and write its results.
+
+:func:`run_experiment` is what ``edgeupdate run`` calls. The ServerApp's main function does the
+whole server side — wait for the virtual devices, learn which node is which device, run the strategy
+for ``rounds`` rounds, write ``metrics.parquet/.csv``, ``summary.json`` and the plots — so that
+``flwr run .`` (see :mod:`edgeupdate.app`) produces the same files as our CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import flwr
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.serverapp import Grid, ServerApp
+
+from edgeupdate import __version__
+from edgeupdate import protocol as P
+from edgeupdate.clients.device import make_client_app
+from edgeupdate.clients.runtime import ExperimentRuntime, experiment_runtime
+from edgeupdate.configs import ExperimentConfig, dump_config
+from edgeupdate.seeding import derive_seed
+from edgeupdate.simulation.metrics import MetricsCollector, RoundCallback
+from edgeupdate.simulation.plots import plot_run
+from edgeupdate.strategies.registry import strategy_class, validate_strategy
+
+
+class SimulationError(RuntimeError):
+    """The simulation could not run to the end (a device failed, nodes never registered, ...)."""
+
+
+def discover_devices(grid: Grid, num_devices: int, timeout_s: float = 120.0) -> dict[int, int]:
+    """Wait until all virtual devices registered, then ask each for its device id."""
+    deadline = time.monotonic() + timeout_s
+    while len(nodes := sorted(grid.get_node_ids())) < num_devices:
+        if time.monotonic() > deadline:
+            raise SimulationError(f"only {len(nodes)} of {num_devices} devices registered within {timeout_s:.0f} s")
+        time.sleep(0.2)
+    hello = [Message(RecordDict({P.TASK: ConfigRecord({"round": 0, "task": P.TASK_STATUS})}),
+                     dst_node_id=n, message_type=MessageType.TRAIN) for n in nodes]
+    devices = {}
+    for reply in grid.send_and_receive(hello, timeout=timeout_s):
+        if reply.has_error():
+            raise SimulationError(f"device on node {reply.metadata.src_node_id} failed: {reply.error.reason}")
+        devices[reply.metadata.src_node_id] = int(reply.content[P.REPLY]["device_id"])
+    if len(devices) != num_devices:
+        raise SimulationError(f"{len(devices)} of {num_devices} devices answered")
+    return devices
+
+
+def run_server(grid: Grid, runtime: ExperimentRuntime, out_dir: Path,
+               on_round: RoundCallback | None = None) -> dict[str, Any]:
+    """The whole server side of a run; returns the summary it wrote."""
+    cfg = runtime.cfg
+    random.seed(derive_seed(cfg.seed, "flower-sampling"))
+    torch.manual_seed(derive_seed(cfg.seed, "server"))
+    t0 = time.perf_counter()
+    devices = discover_devices(grid, cfg.num_devices)
+    collector = MetricsCollector(on_round=on_round)
+    cls = strategy_class(cfg.strategy.name)
+    strategy = cls(runtime, validate_strategy(cfg.strategy.name, cfg.strategy.params), collector, devices)
+    strategy.start(grid, ArrayRecord(runtime.initial_state), num_rounds=cfg.rounds,
+                   timeout=cfg.simulation.round_timeout_s)
+    wall_s = time.perf_counter() - t0
+    df = collector.write(out_dir)
+    summary = {
+        "name": cfg.name, "strategy": cfg.strategy.name, "seed": cfg.seed, "rounds": cfg.rounds,
+        "num_devices": cfg.num_devices, "wall_time_s": round(wall_s, 3),
+        "final_mean_accuracy": float(df[df["round"] == cfg.rounds]["accuracy"].mean()),
+        "mean_accuracy": float(df.groupby("round")["accuracy"].mean().mean()),
+        "total_bytes_down": int(df["bytes_down"].sum()), "total_bytes_up": int(df["bytes_up"].sum()),
+        "server_time_s": round(float(df.groupby("round")["server_time_s"].first().sum()), 3),
+        "versions": {"edgeupdate": __version__, "flwr": flwr.__version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot_run(out_dir, df)
+    return summary
+
+
+def make_server_app(runtime_for: Callable[[Context], ExperimentRuntime],
+                    out_dir_for: Callable[[Context], Path],
+                    on_round: RoundCallback | None = None) -> ServerApp:
+    """A ServerApp running :func:`run_server`; the runtime and output dir come from the context."""
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        run_server(grid, runtime_for(context), out_dir_for(context), on_round)
+
+    return app
+
+
+def progress_printer(cfg: ExperimentConfig, stream=sys.stdout) -> RoundCallback:
+    """A one-line-per-round progress display."""
+    t0 = time.perf_counter()
+
+    def show(round_: int, s: dict[str, float]) -> None:
+        devices = max(s["devices"], 1.0)
+        print(f"round {round_:>3}/{cfg.rounds}  acc {s['mean_accuracy']:.4f} (min {s['min_accuracy']:.4f})  "
+              f"down {s['bytes_down'] / devices / 1000:9.1f} kB/device  up {s['bytes_up'] / devices / 1000:8.1f} kB/device  "
+              f"applied {int(s['applied'])}/{int(s['devices'])}  server {s['server_time_s']:.1f} s  "
+              f"elapsed {time.perf_counter() - t0:.1f} s", file=stream, flush=True)
+
+    return show
+
+
+def backend_config(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Ray settings: one CPU per device process (Ray's default of 2 serialises small machines)."""
+    sim = cfg.simulation
+    return {
+        "client_resources": {"num_cpus": sim.num_cpus_per_device, "num_gpus": 0.0},
+        "init_args": {"num_cpus": sim.num_cpus or os.cpu_count() or 1, "include_dashboard": False,
+                      "logging_level": logging.ERROR, "log_to_driver": False},
+    }
+
+
+def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, data_dir: str | None = None,
+                   progress: bool = True, verbose: bool = False) -> dict[str, Any]:
+    """Run ``cfg`` on Flower's simulation engine; write results into ``out_dir``; return the summary."""
+    from flwr.simulation import run_simulation
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.toml").write_text(dump_config(cfg))
+    runtime = experiment_runtime(cfg, data_dir)  # fail fast on data problems, before Ray starts
+    client_app: ClientApp = make_client_app(lambda _ctx: experiment_runtime(cfg, data_dir))
+    server_app = make_server_app(lambda _ctx: runtime, lambda _ctx: out_dir,
+                                 progress_printer(cfg) if progress else None)
+    if not verbose:
+        logging.getLogger("flwr").setLevel(logging.WARNING)
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    run_simulation(server_app=server_app, client_app=client_app, num_supernodes=cfg.num_devices,
+                   backend_config=backend_config(cfg), verbose_logging=verbose)
+    summary_path = out_dir / "summary.json"
+    if not summary_path.exists():
+        raise SimulationError("the simulation ended without writing results (see the log above)")
+    return json.loads(summary_path.read_text())

@@ -1,0 +1,46 @@
+"""Strategies by name, and the plug-in hook for your own.
+
+``strategy.name`` in a config is either a registered name (``full``, ``fedavg``, ...) or an import
+path ``package.module:ClassName`` of an :class:`~edgeupdate.strategies.base.EdgeStrategy` subclass —
+so a strategy in your own file needs no edit of this package.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgeupdate.strategies.base import EdgeStrategy
+
+STRATEGIES: dict[str, type[EdgeStrategy]] = {}
+
+
+def register(cls: type[EdgeStrategy]) -> type[EdgeStrategy]:
+    """Class decorator: make ``cls`` available as ``strategy.name = cls.name``."""
+    STRATEGIES[cls.name] = cls
+    return cls
+
+
+def strategy_class(name: str) -> type[EdgeStrategy]:
+    """Look up a registered name or import ``module:Class``."""
+    from edgeupdate.configs.loader import ConfigError
+    import edgeupdate.strategies  # noqa: F401  (registers the built-in strategies)
+
+    if name in STRATEGIES:
+        return STRATEGIES[name]
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as err:
+            raise ConfigError("strategy.name", f"cannot import {name!r}: {err}") from None
+        return cls
+    raise ConfigError("strategy.name", f"unknown strategy {name!r} (known: {', '.join(sorted(STRATEGIES))}, or module:Class)")
+
+
+def validate_strategy(name: str, params: dict[str, Any]) -> Any:
+    """The strategy's ``Params`` built from ``params`` (raises ConfigError naming the key)."""
+    from edgeupdate.configs.loader import build_dataclass
+
+    return build_dataclass(strategy_class(name).Params, params, "strategy.params")
