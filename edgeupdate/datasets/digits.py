@@ -1,0 +1,53 @@
+"""The embedded default dataset: scikit-learn's 8×8 handwritten digits (no download needed).
+
+1797 images with values 0..16 ship inside scikit-learn. They are split once, stratified by class,
+into 1397 train / 400 test images with a fixed seed, so every process gets the same split.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeupdate.datasets.base import NORMALIZATION, Dataset, to_tensor_data
+from edgeupdate.seeding import numpy_rng
+
+DIGITS_TEST_SIZE = 400
+DIGITS_SPLIT_SEED = 0
+DIGITS_NUM_CLASSES = 10
+
+
+def stratified_split(labels: np.ndarray, test_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted ``(train_idx, test_idx)`` with ``test_size`` test indices spread over classes in proportion
+    to class frequency (largest-remainder rounding), chosen at random within each class."""
+    classes, counts = np.unique(labels, return_counts=True)
+    ideal = counts * (test_size / labels.size)
+    take = np.floor(ideal).astype(np.int64)
+    # Hand the remaining slots to the classes with the largest fractional parts (ties: lower label).
+    order = np.argsort(-(ideal - take), kind="stable")
+    take[order[: test_size - int(take.sum())]] += 1
+    rng = numpy_rng(seed, "stratified-split")
+    test_parts = []
+    for cls, k in zip(classes, take):
+        members = np.flatnonzero(labels == cls)
+        test_parts.append(rng.choice(members, size=int(k), replace=False))
+    test_idx = np.sort(np.concatenate(test_parts))
+    train_idx = np.setdiff1d(np.arange(labels.size), test_idx)
+    return train_idx, test_idx
+
+
+def load_digits_dataset() -> Dataset:
+    """The digits dataset, shape (1, 8, 8), 10 classes, 1397 train / 400 test."""
+    from sklearn.datasets import load_digits  # local import: sklearn is only needed for this dataset
+
+    bunch = load_digits()
+    images = np.asarray(bunch.images, dtype=np.float32)[:, None, :, :]
+    labels = np.asarray(bunch.target, dtype=np.int64)
+    train_idx, test_idx = stratified_split(labels, DIGITS_TEST_SIZE, DIGITS_SPLIT_SEED)
+    norm = NORMALIZATION["digits"]
+    return Dataset(
+        name="digits",
+        train=to_tensor_data(images[train_idx], labels[train_idx], norm),
+        test=to_tensor_data(images[test_idx], labels[test_idx], norm),
+        input_shape=(1, 8, 8),
+        num_classes=DIGITS_NUM_CLASSES,
+    )
