@@ -90,14 +90,14 @@ def run_server(grid: Grid, runtime: ExperimentRuntime, out_dir: Path,
 
 
 def make_server_app(runtime_for: Callable[[Context], ExperimentRuntime],
-                    out_dir_for: Callable[[Context], Path],
-                    on_round: RoundCallback | None = None) -> ServerApp:
+                    out_dir_for: Callable[[Context], Path], progress: bool = True) -> ServerApp:
     """A ServerApp running :func:`run_server`; the runtime and output dir come from the context."""
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        run_server(grid, runtime_for(context), out_dir_for(context), on_round)
+        runtime = runtime_for(context)
+        run_server(grid, runtime, out_dir_for(context), progress_printer(runtime.cfg) if progress else None)
 
     return app
 
@@ -135,8 +135,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, data_dir: str | None
     (out_dir / "config.toml").write_text(dump_config(cfg))
     runtime = experiment_runtime(cfg, data_dir)  # fail fast on data problems, before Ray starts
     client_app: ClientApp = make_client_app(lambda _ctx: experiment_runtime(cfg, data_dir))
-    server_app = make_server_app(lambda _ctx: runtime, lambda _ctx: out_dir,
-                                 progress_printer(cfg) if progress else None)
+    server_app = make_server_app(lambda _ctx: runtime, lambda _ctx: out_dir, progress)
     if not verbose:
         logging.getLogger("flwr").setLevel(logging.WARNING)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")

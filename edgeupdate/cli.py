@@ -1,0 +1,149 @@
+"""``edgeupdate`` command line.
+
+    edgeupdate run CONFIG [--out DIR] [--set key=value ...] [--data-dir DIR]
+    edgeupdate plot RUN_DIR
+    edgeupdate package inspect FILE
+    edgeupdate package apply --model IN --package FILE --out OUT [--hmac-key KEY]
+
+Bad input exits non-zero with one line on stderr naming what is wrong: 2 for configs, arguments,
+data and packages; 1 for a simulation that failed while running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+
+
+class CliError(Exception):
+    """A one-line error for the user, with the exit code to use."""
+
+    def __init__(self, message: str, code: int = EXIT_BAD_INPUT) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage + error)
+        raise CliError(f"{self.prog}: {message}")
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", type=Path, help="experiment TOML (see configs/)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set rounds=3 --set strategy.params.k=0.01")
+    p.add_argument("--data-dir", default=None, help="dataset directory (default: $EDGEUPDATE_DATA or the user cache)")
+    p.add_argument("--quiet", action="store_true", help="no per-round progress lines")
+    p.add_argument("--verbose", action="store_true", help="Flower's and Ray's own logs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="edgeupdate", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run one simulation")
+    _add_run_args(run)
+    run.add_argument("--out", type=Path, default=None, help="output directory (default runs/<name>-<timestamp>)")
+    run.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
+
+    plot = sub.add_parser("plot", help="redraw a run's plots from its metrics")
+    plot.add_argument("run_dir", type=Path)
+
+    pkg = sub.add_parser("package", help="inspect or apply an update package file")
+    pkg_sub = pkg.add_subparsers(dest="package_command", required=True, parser_class=_Parser)
+    insp = pkg_sub.add_parser("inspect", help="print a package's header and byte breakdown as JSON")
+    insp.add_argument("file", type=Path)
+    app = pkg_sub.add_parser("apply", help="verify and apply a package to a saved model")
+    app.add_argument("--model", type=Path, required=True, help="torch.save'd state_dict of the base model")
+    app.add_argument("--package", type=Path, required=True)
+    app.add_argument("--out", type=Path, required=True, help="where to write the new state_dict (untouched on failure)")
+    app.add_argument("--hmac-key", default=None, help="shared HMAC key the package must be signed with")
+    return parser
+
+
+def _out_dir(explicit: Path | None, name: str, overwrite: bool) -> Path:
+    if explicit is None:
+        return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if explicit.exists() and any(explicit.iterdir()) and not overwrite:
+        raise CliError(f"--out {explicit} is not empty (use --overwrite to replace its results)")
+    return explicit
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edgeupdate.configs import load_config
+    from edgeupdate.simulation.runner import run_experiment
+
+    cfg = load_config(args.config, args.overrides)
+    out = _out_dir(args.out, cfg.name, args.overwrite)
+    print(f"edgeupdate: {cfg.name}: strategy {cfg.strategy.name}, {cfg.num_devices} devices, "
+          f"{cfg.rounds} rounds, dataset {cfg.dataset.name}, model {cfg.model.name} → {out}", flush=True)
+    summary = run_experiment(cfg, out, data_dir=args.data_dir, progress=not args.quiet, verbose=args.verbose)
+    print(f"done in {summary['wall_time_s']:.1f} s: final mean accuracy {summary['final_mean_accuracy']:.4f}, "
+          f"{summary['total_bytes_down']} bytes down, {summary['total_bytes_up']} bytes up")
+    print(f"results: {out}/ (metrics.parquet, metrics.csv, config.toml, summary.json, "
+          f"accuracy_vs_round.png, accuracy_vs_bytes.png)")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from edgeupdate.simulation.plots import plot_run
+
+    if not args.run_dir.is_dir():
+        raise CliError(f"{args.run_dir} is not a directory")
+    try:
+        paths = plot_run(args.run_dir)
+    except FileNotFoundError as err:
+        raise CliError(str(err)) from None
+    for p in paths:
+        print(p)
+    return 0
+
+
+def cmd_package(args: argparse.Namespace) -> int:
+    from edgeupdate.updates import HmacKey, apply_package_file, inspect_package_file
+
+    if args.package_command == "inspect":
+        print(json.dumps(inspect_package_file(args.file), indent=2))
+        return 0
+    key = HmacKey(args.hmac_key.encode()) if args.hmac_key else None
+    apply_package_file(args.model, args.package, args.out, key=key)
+    print(f"applied {args.package} to {args.model} → {args.out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from edgeupdate.configs import ConfigError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        handler = {"run": cmd_run, "plot": cmd_plot, "package": cmd_package}[args.command]
+        return handler(args)
+    except CliError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.code
+    except ConfigError as err:
+        print(f"error: config: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as err:  # data, package and simulation errors: one line, no traceback
+        from edgeupdate.datasets import DatasetError
+        from edgeupdate.updates import PackageError
+
+        if isinstance(err, (DatasetError, PackageError, FileNotFoundError)):
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
