@@ -43,7 +43,8 @@ def plot_runs(frames: Mapping[str, pd.DataFrame], out_dir: Path, title: str = ""
             title=title or "accuracy vs round")
     ax2.set(xlabel="cumulative bytes received per device", ylabel="test accuracy (mean over devices)",
             title=title or "accuracy vs bytes")
-    ax2.set_xscale("symlog", linthresh=1000)
+    if all((per_round(df)["cum_bytes_down_per_device"] > 0).all() for df in frames.values()):
+        ax2.set_xscale("log")
     paths = []
     for fig, ax, name in ((fig1, ax1, PLOT_FILES[0]), (fig2, ax2, PLOT_FILES[1])):
         ax.grid(alpha=0.3)
