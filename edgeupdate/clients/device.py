@@ -27,9 +27,9 @@ from edgeupdate import protocol as P
 from edgeupdate.clients.runtime import ExperimentRuntime, StateDict
 from edgeupdate.datasets import NORMALIZATION
 from edgeupdate.datasets.codec import encode_samples
-from edgeupdate.seeding import derive_seed
-from edgeupdate.training import TrainConfig, evaluate, train
-from edgeupdate.updates import PackageError, UpdatePackage, dense_package, state_hash
+from edgeupdate.clients.fit import fit
+from edgeupdate.training import evaluate
+from edgeupdate.updates import PackageError, UpdatePackage, state_hash
 
 RuntimeFactory = Callable[[Context], ExperimentRuntime]
 
@@ -103,21 +103,9 @@ def make_client_app(runtime_for: RuntimeFactory) -> ClientApp:
                 bytes_down = len(catch_up)
                 status, reason = state.try_apply(catch_up, runtime)
             if status == P.REJECTED or state.version != int(task["base_version"]):
-                return _reply(msg, state, device_id, status or P.REJECTED, b"",
+                return _reply(msg, state, device_id, P.REJECTED, b"",
                               {"num-examples": 0, "bytes_down_received": bytes_down}, reason or "stale base")
-            data = runtime.train_subset(runtime.layout.collected_indices(device_id, round_))
-            model = runtime.new_model()
-            model.load_state_dict(state.weights)
-            cfg = runtime.cfg.client
-            report = train(model, data, TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                                                    optimizer=cfg.optimizer, momentum=cfg.momentum,
-                                                    device="cpu"),
-                           seed=derive_seed(runtime.cfg.seed, "fit", round_, device_id),
-                           extra_loss=_proximal_term(state.weights, float(task.get("proximal-mu", 0.0))))
-            trained = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            payload = dense_package(trained, method="fl-update", target_version=state.version,
-                                    base=state.weights, base_version=state.version).encode()
-            metrics = {"num-examples": len(data), "train_loss": report.final_loss}
+            payload, metrics = fit(runtime, state.weights, state.version, device_id, round_, task)
         metrics["bytes_down_received"] = bytes_down
         return _reply(msg, state, device_id, status, payload, metrics, reason)
 
@@ -144,15 +132,3 @@ def make_client_app(runtime_for: RuntimeFactory) -> ClientApp:
 
     return app
 
-
-def _proximal_term(anchor: StateDict, mu: float):
-    """FedProx's μ/2·‖w − w_global‖² (None when μ = 0)."""
-    if mu <= 0:
-        return None
-    anchors = {k: v.detach().clone() for k, v in anchor.items()}
-
-    def term(model: torch.nn.Module) -> torch.Tensor:
-        total = sum(((p - anchors[n]) ** 2).sum() for n, p in model.named_parameters())
-        return 0.5 * mu * total
-
-    return term
