@@ -32,7 +32,9 @@ def tiny_idx_arrays(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8), rng.integers(0, 10, size=n, dtype=np.uint8)
 
 
-def cifar_batch(n: int, seed: int, label_key: bytes, num_classes: int, protocol: int = 2) -> tuple[bytes, np.ndarray, np.ndarray]:
+def cifar_batch(
+    n: int, seed: int, label_key: bytes, num_classes: int, protocol: int = 2
+) -> tuple[bytes, np.ndarray, np.ndarray]:
     """A pickled batch in the official layout (bytes keys) → (pickle bytes, data N×3072, labels)."""
     rng = np.random.default_rng(seed)
     data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)

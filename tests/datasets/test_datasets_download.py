@@ -16,6 +16,7 @@ from edgeupdate.datasets import DatasetError, download_dataset, load_dataset
 from edgeupdate.datasets import cifar as cifar_module
 from edgeupdate.datasets import download as download_module
 from edgeupdate.datasets.download import fetch_file
+from edgeupdate.datasets.mnist import IDX_FILES
 
 
 def _md5(data: bytes) -> str:
@@ -45,7 +46,9 @@ def test_fetch_file_skips_a_mirror_with_wrong_content_and_uses_the_next(tmp_path
     (tmp_path / "good" / "f").write_bytes(b"official")
     dest = tmp_path / "out" / "f"
 
-    fetch_file("mnist", [(tmp_path / "bad" / "f").as_uri(), (tmp_path / "good" / "f").as_uri()], dest, _md5(b"official"))
+    mirrors = [(tmp_path / "bad" / "f").as_uri(), (tmp_path / "good" / "f").as_uri()]
+
+    fetch_file("mnist", mirrors, dest, _md5(b"official"))
 
     assert dest.read_bytes() == b"official"
 
@@ -79,9 +82,7 @@ def test_download_then_load_mnist_from_a_local_mirror(tmp_path: Path, monkeypatc
     ds = load_dataset("mnist", data_dir, download=True)
 
     assert (len(ds.train), len(ds.test)) == (60000, 10000)
-    assert sorted(p.name for p in (data_dir / "mnist").iterdir()) == sorted(
-        ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
-    )
+    assert sorted(p.name for p in (data_dir / "mnist").iterdir()) == sorted(IDX_FILES.all())
 
 
 def _tar_gz(members: dict[str, bytes]) -> bytes:
@@ -109,12 +110,13 @@ def _serve_cifar_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, member
     monkeypatch.setitem(cifar_module.CIFAR_LAYOUTS, "cifar100", layout)
 
 
-def test_download_extracts_the_cifar_archive_and_load_verifies_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_extracts_the_cifar_archive_and_load_verifies_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     train, _, _ = cifar_batch(5, seed=1, label_key=b"fine_labels", num_classes=100)
     test, _, _ = cifar_batch(2, seed=2, label_key=b"fine_labels", num_classes=100)
-    _serve_cifar_archive(
-        tmp_path, monkeypatch, {"cifar-100-python/train": train, "cifar-100-python/test": test, "cifar-100-python/meta": b"m"}
-    )
+    members = {"cifar-100-python/train": train, "cifar-100-python/test": test, "cifar-100-python/meta": b"m"}
+    _serve_cifar_archive(tmp_path, monkeypatch, members)
     data_dir = tmp_path / "cache"
 
     ds = load_dataset("cifar100", data_dir, download=True)
