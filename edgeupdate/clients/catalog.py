@@ -181,3 +181,46 @@ def get_entry(name: str) -> CatalogEntry:
 def get_profile(name: str) -> DeviceProfile:
     """The :class:`DeviceProfile` of a tier (or alias)."""
     return get_entry(name).profile
+
+
+# --------------------------------------------------------------------------- documentation
+
+
+def _si(value: float, unit: str) -> str:
+    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= factor:
+            return f"{value / factor:.4g} {prefix}{unit}"
+    return f"{value:.4g} {unit}"
+
+
+def _binary_bytes(value: int) -> str:
+    for factor, unit in ((GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")):
+        if value >= factor:
+            return f"{value / factor:.3g} {unit}"
+    return f"{value} B"
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1000:.3g} ms" if value < 1 else f"{value:.3g} s"
+
+
+def catalog_markdown_table() -> str:
+    """The catalog as the markdown table in ``docs/devices.md`` (a test keeps them equal)."""
+    lines = ["| tier | downlink | uplink | latency | duty cycle | frame | memory | compute "
+             "| availability | source | assumptions |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, entry in CATALOG.items():
+        p = entry.profile
+        frame = "—"
+        if p.frame_payload_bytes is not None:
+            frame = f"{p.frame_payload_bytes} B + {p.frame_overhead_bytes} B"
+            if p.frame_gap_s:
+                frame += f", +{_seconds(p.frame_gap_s)}"
+        compute = (_si(p.compute_flop_per_s, "FLOP/s") if p.compute_flop_per_s is not None
+                   else f"×{p.relative_speed:g} host")
+        lines.append(
+            f"| `{name}` | {_si(p.downlink_bps, 'bit/s')} | {_si(p.uplink_bps, 'bit/s')} "
+            f"| {_seconds(p.latency_s)} | {'—' if p.duty_cycle is None else f'{p.duty_cycle:.0%}'} "
+            f"| {frame} | {_binary_bytes(p.memory_bytes)} | {compute} "
+            f"| `{p.availability.spec()}` | {entry.source} | {entry.assumptions} |")
+    return "\n".join(lines)

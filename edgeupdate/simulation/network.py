@@ -23,7 +23,7 @@ simulation host, ``t = measured_host_s / relative_speed``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from edgeupdate.clients.profiles import DeviceProfile
@@ -244,3 +244,25 @@ def largest_ratio_within_deadline(profile: DeviceProfile, deadline_s: float,
     return largest_fitting_ratio(
         lambda r: link_transfer_time_s(profile, int(package_bytes(r)), "down") <= budget_s,
         lo, hi, tol)
+
+
+def transfer_time_markdown_table(sizes_bytes: Sequence[int] = (1_000, 10_000, 100_000, 1_000_000)
+                                 ) -> str:
+    """Download time of each catalog tier for a few payload sizes (the table in docs/devices.md)."""
+    from edgeupdate.clients.catalog import CATALOG
+
+    def fmt(seconds: float) -> str:
+        for limit, unit in ((86_400.0, "d"), (3_600.0, "h"), (60.0, "min")):
+            if seconds >= limit:
+                return f"{seconds / limit:.3g} {unit}"
+        return f"{seconds * 1000:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+
+    def size(n: int) -> str:
+        return f"{n / 1e6:g} MB" if n >= 1_000_000 else f"{n / 1e3:g} kB"
+
+    lines = ["| tier | " + " | ".join(size(n) for n in sizes_bytes) + " |",
+             "|---|" + "---|" * len(sizes_bytes)]
+    for name, entry in CATALOG.items():
+        cells = " | ".join(fmt(link_transfer_time_s(entry.profile, n)) for n in sizes_bytes)
+        lines.append(f"| `{name}` | {cells} |")
+    return "\n".join(lines)
