@@ -260,6 +260,28 @@ def fleet_from_csv(source: str | os.PathLike[str] | io.TextIOBase,
     return sorted(devices, key=lambda d: d.device_id)
 
 
+def build_fleet(spec: Mapping[str, float] | str | os.PathLike[str], num_devices: int, seed: int,
+                profiles: Mapping[str, DeviceProfile] | None = None) -> list[Device]:
+    """A fleet from a config value: a tier mixture (mapping) or the path of a fleet CSV.
+
+    A CSV fleet must have exactly the device ids ``0..num_devices-1`` (Flower partition ids).
+    """
+    if isinstance(spec, Mapping):
+        return fleet_from_mixture(spec, num_devices, seed, profiles)
+    if isinstance(spec, (str, os.PathLike)):
+        devices = fleet_from_csv(spec, profiles)
+        ids = [d.device_id for d in devices]
+        if ids != list(range(num_devices)):
+            missing = sorted(set(range(num_devices)) - set(ids))
+            extra = sorted(set(ids) - set(range(num_devices)))
+            raise FleetError(
+                f"fleet CSV {Path(spec).name} must list device ids 0..{num_devices - 1} exactly "
+                f"(num_devices={num_devices}); missing {missing[:5]}, unexpected {extra[:5]}")
+        return devices
+    raise FleetError(f"fleet must be a mapping tier -> fraction or a CSV path, "
+                     f"got {type(spec).__name__}")
+
+
 # --------------------------------------------------------------------------- one round
 
 
@@ -434,6 +456,6 @@ def status_counts(outcomes: Iterable[RoundOutcome]) -> dict[str, int]:
 
 __all__ = [
     "CSV_COLUMNS", "STATUSES", "Device", "FleetError", "RoundOutcome", "Workload",
-    "fleet_from_csv", "fleet_from_mixture", "mixture_counts", "plan_fleet_round", "plan_round",
+    "build_fleet", "fleet_from_csv", "fleet_from_mixture", "mixture_counts", "plan_fleet_round", "plan_round",
     "round_sim_time_s", "status_counts",
 ]

@@ -3,8 +3,10 @@
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from edgeupdate.clients.catalog import get_profile
+from edgeupdate.clients.catalog import get_profile, tier_names
 from edgeupdate.clients.profiles import DeviceProfile
 from edgeupdate.simulation.network import (
     NetworkModelError,
@@ -134,3 +136,32 @@ def test_budget_search_fits_package_to_link_and_deadline():
     ratio = largest_ratio_within_deadline(p, 10.0, lambda r: int(50_000 * r), other_time_s=0.0)
     assert ratio == pytest.approx(0.2, abs=1e-3) and int(50_000 * ratio) <= 10_000
     assert largest_k_within_deadline(p, 1.0, lambda k: 10_000 + k, 0, 10) is None
+
+
+# --------------------------------------------------------------------------- properties
+
+
+@settings(max_examples=60, deadline=None)
+@given(tier=st.sampled_from(tier_names()), size=st.integers(0, 20_000),
+       extra=st.integers(1, 600), direction=st.sampled_from(["down", "up"]))
+def test_link_time_is_monotone_in_bytes_for_every_tier(tier, size, extra, direction):
+    # the budget searches rely on this: more bytes never arrive sooner
+    p = get_profile(tier)
+    assert link_transfer_time_s(p, size, direction) <= link_transfer_time_s(p, size + extra, direction)
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(1, 5_000), frame=st.one_of(st.none(), st.integers(1, 300)),
+       duty=st.floats(0.001, 1.0))
+def test_duty_cycle_never_speeds_a_transfer_up(size, frame, duty):
+    free = transfer_time_s(size, 1000.0, 0.1, None, frame_payload_bytes=frame)
+    limited = transfer_time_s(size, 1000.0, 0.1, duty, frame_payload_bytes=frame)
+    assert limited >= free - 1e-12
+
+
+@settings(max_examples=40, deadline=None)
+@given(threshold=st.integers(-5, 120), lo=st.integers(0, 10), span=st.integers(0, 100))
+def test_largest_fitting_int_agrees_with_brute_force(threshold, lo, span):
+    hi = lo + span
+    brute = [k for k in range(lo, hi + 1) if k <= threshold]
+    assert largest_fitting_int(lambda k: k <= threshold, lo, hi) == (max(brute) if brute else None)

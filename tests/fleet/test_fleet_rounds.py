@@ -13,6 +13,7 @@ from edgeupdate.simulation.fleet import (
     Device,
     FleetError,
     Workload,
+    build_fleet,
     fleet_from_csv,
     fleet_from_mixture,
     mixture_counts,
@@ -113,6 +114,17 @@ def test_bad_csv_rows_name_line_and_column(text, match):
     with pytest.raises(FleetError, match=match) as info:
         fleet_from_csv(io.StringIO(text))
     assert "\n" not in str(info.value)
+
+
+def test_build_fleet_from_mixture_or_csv_checks_the_device_ids(tmp_path):
+    assert build_fleet({"nbiot": 1.0}, 3, 0) == fleet_from_mixture({"nbiot": 1.0}, 3, 0)
+    path = tmp_path / "fleet.csv"
+    path.write_text("device_id,tier\n1,nbiot\n0,ltem\n")
+    assert [d.tier for d in build_fleet(str(path), 2, 0)] == ["ltem", "nbiot"]
+    with pytest.raises(FleetError, match=r"device ids 0..2 exactly.*missing \[2\]"):
+        build_fleet(path, 3, 0)
+    with pytest.raises(FleetError, match="mapping tier -> fraction or a CSV path"):
+        build_fleet(["nbiot"], 3, 0)
 
 
 # --------------------------------------------------------------------------- rounds
