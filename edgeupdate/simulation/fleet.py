@@ -159,8 +159,8 @@ def fleet_from_csv(source: str | os.PathLike[str] | io.TextIOBase,
                    profiles: Mapping[str, DeviceProfile] | None = None) -> list[Device]:
     """Devices from a CSV with one row per device (columns: ``CSV_COLUMNS``).
 
-    ``source`` is a path or an open text stream. Blank lines and lines starting with ``#`` are
-    skipped. Bad input raises :class:`FleetError` naming the line and column, e.g.
+    ``source`` is a path or an open text stream; devices are returned sorted by ``device_id``.
+    Blank lines and lines starting with ``#`` are skipped. Bad input raises :class:`FleetError` naming the line and column, e.g.
     ``fleet.csv line 4, column 'downlink_bps': expected a number, got 'fast'``.
     """
     if isinstance(source, (str, os.PathLike)):

@@ -220,3 +220,18 @@ def test_bad_workloads_raise(kwargs):
 def test_bad_deadline_raises():
     with pytest.raises(FleetError, match="deadline_s"):
         plan_round(_device(), WORK, 1, 0, 0.0)
+
+
+def test_energy_sums_the_modelled_terms_only():
+    dev = _device(energy_j_per_byte_down=1e-3, energy_j_per_byte_up=2e-3, energy_j_per_flop=1e-9)
+    out = plan_round(dev, WORK, 1, 0, 100.0)
+    assert out.energy_j == pytest.approx(1000 * 1e-3 + 500 * 2e-3 + 3e6 * 1e-9)
+    assert plan_round(_device(), WORK, 1, 0, 100.0).energy_j is None
+
+
+def test_csv_can_switch_a_catalog_tier_to_relative_speed():
+    fleet = fleet_from_csv(io.StringIO("device_id,tier,relative_speed\n0,rpi-gateway,0.5\n"))
+    p = fleet[0].profile
+    assert (p.relative_speed, p.compute_flop_per_s) == (0.5, None)
+    work = Workload(down_bytes=10, apply_flops=1.0, apply_host_s=0.2)
+    assert plan_round(fleet[0], work, 1, 0, 10.0).apply_s == pytest.approx(0.4)
