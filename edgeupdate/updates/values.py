@@ -130,6 +130,14 @@ def values_size_bytes(count: int, precision: str, dtype: torch.dtype, channel_co
     raise FormatError(f"unknown precision {precision!r}")
 
 
+def _check_scales(scales: np.ndarray) -> None:
+    if not np.all(np.isfinite(scales)) or np.any(scales < 0):
+        raise FormatError("int8 values: a scale is negative or not finite")
+    with np.errstate(over="ignore"):
+        if np.any(scales * np.float32(127.0) > np.finfo(np.float32).max):
+            raise FormatError("int8 values: a scale overflows float32")
+
+
 def decode_values(data: bytes, precision: str, count: int, dtype: torch.dtype,
                   channels: np.ndarray | None = None) -> torch.Tensor:
     """Inverse of :func:`encode_values`: ``dtype`` values for lossless, float32 otherwise."""
@@ -146,10 +154,12 @@ def decode_values(data: bytes, precision: str, count: int, dtype: torch.dtype,
     if precision == "fp16":
         return torch.from_numpy(np.frombuffer(data, dtype="<f2").astype(np.float32))
     if precision == "int8":
-        scale = np.frombuffer(data[:4], dtype="<f4")[0]
+        scale = np.frombuffer(data[:4], dtype="<f4").astype(np.float32)
+        _check_scales(scale)
         q = np.frombuffer(data[4:], dtype=np.int8).astype(np.float32)
-        return torch.from_numpy((q * scale).astype(np.float32))
+        return torch.from_numpy((q * scale[0]).astype(np.float32))
     scales = np.frombuffer(data[: 4 * n_channels], dtype="<f4").astype(np.float32)
+    _check_scales(scales)
     _, inverse = np.unique(channels, return_inverse=True)
     q = np.frombuffer(data[4 * n_channels :], dtype=np.int8).astype(np.float32)
     return torch.from_numpy((q * scales[inverse]).astype(np.float32))
