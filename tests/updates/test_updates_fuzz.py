@@ -46,6 +46,8 @@ def _corpus() -> tuple[dict, tuple[tuple[bytes, str], ...]]:
         sparse_package(base, target, method="dpu", target_version=2, base_version=1, coding="bitmap", precision="fp16"),
         sparse_package(None, target, method="prune", target_version=2, precision="int8"),
         dense_package(target, method="full", target_version=2, base=base, base_version=1),
+        sparse_package(base, target, method="dpu", target_version=2, base_version=1, value_compression="zstd",
+                       dense_names=["fc.bias"]),
         factor_package(base, {"fc.weight": LayerFactors("ka", f)}, {"fc.bias": target["fc.bias"]}, method="ka",
                        target_version=2, base_version=1),
         seeded_package(base, generator="mask", seed=4, params={"p": 0.4}, values={"conv.weight": target["conv.weight"]},

@@ -178,3 +178,29 @@ def test_builders_are_deterministic() -> None:
     b = sparse_package(clone_state(base), clone_state(target), method="dpu", target_version=2, base_version=1,
                        precision="int8-channel")
     assert a.encode() == b.encode()
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_zstd_value_packing_roundtrips_and_never_grows(precision: str) -> None:
+    base = small_state()
+    target = perturbed(base, 0.5)
+    plain = sparse_package(base, target, method="m", target_version=1, base_version=0, precision=precision,
+                           dense_names=["fc.bias"])
+    packed = sparse_package(base, target, method="m", target_version=1, base_version=0, precision=precision,
+                            dense_names=["fc.bias"], value_compression="zstd")
+    assert packed.header.target_hash == plain.header.target_hash  # lossless packing: same weights
+    assert len(packed.encode()) <= len(plain.encode())
+    for a, b in zip(plain.header.tensors, packed.header.tensors):
+        assert (b.values_bytes < a.values_bytes) == (b.values_packing == "zstd")
+    _assert_close(_roundtrip(packed, base), target, precision)
+    full = dense_package(target, method="full", target_version=1, precision=precision, value_compression="zstd")
+    _assert_close(_roundtrip(full, {}), target, precision)
+
+
+def test_zstd_packing_shrinks_structured_values() -> None:
+    base = {"w": torch.zeros(64, 64)}
+    target = {"w": torch.full((64, 64), 0.001)}  # identical values: highly compressible
+    pkg = sparse_package(base, target, method="m", target_version=1, base_version=0, value_compression="zstd")
+    (info,) = pkg.header.tensors
+    assert info.values_packing == "zstd" and info.values_bytes < 4 * 64 * 64 // 10
+    assert torch.equal(UpdatePackage.decode(pkg.encode()).apply(base)["w"], target["w"])
