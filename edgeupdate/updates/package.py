@@ -424,13 +424,13 @@ class UpdatePackage:
 
     def _build(self, state: Mapping[str, torch.Tensor]) -> StateDict:
         h = self.header
-        out: StateDict = {} if h.complete else {k: v.detach().clone() for k, v in state.items()}
+        out: StateDict = {} if h.complete else {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
         if h.initializer:
             try:
                 init = resolve_initializer(h.initializer)(int(h.initializer_seed or 0))
             except (KeyError, ValueError) as exc:
                 raise FormatError(f"unknown or unusable initializer {h.initializer!r}") from exc
-            out.update({k: v.detach().clone() for k, v in init.items()})
+            out.update({k: v.detach().to("cpu", copy=True) for k, v in init.items()})
         for info, payload in zip(h.tensors, self._payloads):
             out[info.name] = self._new_tensor(info, payload, out)
         return out
@@ -469,7 +469,7 @@ class UpdatePackage:
         return flat.reshape(info.shape)
 
     def apply(self, state: Mapping[str, torch.Tensor]) -> StateDict:
-        """The new state: base hash checked first, input left untouched, result hash checked last."""
+        """The new state (CPU tensors): base hash checked first, input left untouched, result hash checked last."""
         self._check_base(state)
         out = self._build(state)
         actual = state_hash(out)
