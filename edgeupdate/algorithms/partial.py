@@ -188,16 +188,23 @@ def _restorer(model: nn.Module, masks: Mapping[str, torch.Tensor],
 
 
 class _LocalContribution:
-    """Accumulates ``c_local = −Σ_q g(w^{q−1}) ⊙ Δw^q`` (Eq. 5.9) from ``train``'s ``on_step``."""
+    """Accumulates ``c_local = −Σ_q g(w^{q−1}) ⊙ Δw^q`` (Eq. 5.9) from ``train``'s ``on_step``.
 
-    def __init__(self, model: nn.Module, names: list[str]) -> None:
+    Accumulated in the parameters' dtype (as the reference implementation does); the
+    normalisation and ranking then run in float64.
+    """
+
+    def __init__(self, c: NamedTensors) -> None:
+        self.c = c
+
+    @classmethod
+    def zeros(cls, model: nn.Module, names: list[str]) -> "_LocalContribution":
         params = dict(model.named_parameters())
-        self.names = names
-        self.c: NamedTensors = {n: torch.zeros_like(params[n], dtype=torch.float64) for n in names}
+        return cls({n: torch.zeros_like(params[n]).detach() for n in names})
 
     def __call__(self, grads: NamedTensors, deltas: NamedTensors) -> None:
-        for n in self.names:
-            self.c[n].sub_(grads[n].double() * deltas[n].double())
+        for n, c in self.c.items():
+            c.addcmul_(grads[n], deltas[n], value=-1.0)
 
     def restricted(self, masks: Mapping[str, torch.Tensor]) -> NamedTensors:
         return {n: torch.where(masks[n].to(t.device), t, torch.zeros_like(t)) for n, t in self.c.items()}
@@ -240,61 +247,124 @@ def _sparse_fine_tune(model: nn.Module, data: TensorData, cfg: TrainConfig, seed
 # the algorithms
 
 
+@dataclass
+class FirstStep:
+    """Step one of Algorithm 5.2 (full training from ``w`` to ``w^f``), reusable across selectors.
+
+    Step one depends only on the starting point, the data, ``train_cfg`` and the seed, so one
+    :class:`FirstStep` can feed several :func:`partial_update` calls (GCPU/LCPU/DPU, several k) on
+    the same data — they then share ``w^f`` exactly, as in the thesis's Table 5.1 ablation.
+    """
+
+    start: dict[str, torch.Tensor]        # w: maskable tensors of the starting point
+    full_state: dict[str, torch.Tensor]   # w^f: every state entry after full training
+    local: dict[str, torch.Tensor] | None # c_local (Eq. 5.9), None when not recorded
+    reference: str                        # "base" or "init"
+    mask_biases: bool
+    loss_start: float
+    loss_full: float
+    step1_s: float
+
+
+def first_step(model: nn.Module, base: StateDict, data: TensorData, train_cfg: TrainConfig, seed: int, *,
+               init: StateDict | None = None, mask_biases: bool = False, record_local: bool = True) -> FirstStep:
+    """Train every weight from ``w`` (``init`` if given, else ``base``) and record ``c_local``.
+
+    Batches are drawn with ``derive_seed(seed, "partial", "step1")``. ``model`` ends holding ``w^f``.
+    """
+    if len(data) == 0:
+        raise ValueError("partial updating needs training data; got an empty dataset")
+    device = resolve_device(train_cfg.device)
+    _load(model, init if init is not None else base, "init" if init is not None else "base")
+    model.to(device)
+    names = maskable_names(model, mask_biases)
+    own = model.state_dict()
+    start = {n: own[n].detach().clone() for n in names}
+    loss_start = _train_loss(model, data)
+    local = _LocalContribution.zeros(model, names) if record_local else None
+    t0 = time.perf_counter()
+    train(model, data, train_cfg, derive_seed(seed, "partial", "step1"), on_step=local)
+    step1_s = time.perf_counter() - t0
+    return FirstStep(start=start, full_state=_snapshot(model), local=None if local is None else local.c,
+                     reference="init" if init is not None else "base", mask_biases=mask_biases,
+                     loss_start=loss_start, loss_full=_train_loss(model, data), step1_s=step1_s)
+
+
 def partial_update(model: nn.Module, base: StateDict, data: TensorData, train_cfg: TrainConfig,
                    cfg: PartialUpdateConfig, seed: int, *, validation: TensorData | None = None,
-                   init: StateDict | None = None) -> PartialUpdateResult:
+                   init: StateDict | None = None, first: FirstStep | None = None) -> PartialUpdateResult:
     """One DPU-family update of the deployed weights ``base`` on ``data`` (Algorithm 5.2).
 
     The starting point ``w`` is ``init`` when given (re-initialisation, §5.4.2: train from the
     seeded random init and rewind toward it) and ``base`` otherwise. Step one trains all weights
-    for ``train_cfg.epochs`` epochs, step two sparse-fine-tunes for as many with a fresh optimiser
-    and the learning-rate schedule restarted. ``model`` supplies the architecture; it ends holding
-    the returned weights (on the training device). Seeds derive from ``seed``.
+    for ``train_cfg.epochs`` epochs (:func:`first_step`; pass ``first`` to reuse one computed
+    with the same ``base``/``init``, data and config — its ``step1_s`` is then reported again);
+    step two sparse-fine-tunes for as many epochs with a fresh optimiser and the learning-rate
+    schedule restarted (batches from ``derive_seed(seed, "partial", "step2", i)`` for the i-th
+    fine-tuning). RPU (``selector="random"``) has no step one: it draws its masks with
+    ``torch_generator(seed, "partial", "rpu-mask")`` and fine-tunes from ``w``. With
+    ``validation`` the best candidate of the last fine-tuning is kept (the rewound point
+    included). ``model`` supplies the architecture and ends holding the returned weights.
     """
     if len(data) == 0:
         raise ValueError("partial_update needs training data; got an empty dataset")
     device = resolve_device(train_cfg.device)
-    reference = "init" if init is not None else "base"
+    lam = cfg.effective_lam
     val_base = None
     if validation is not None:
         _load(model, base, "base")
         model.to(device)
         val_base = evaluate(model, validation)[1]
-    _load(model, init if init is not None else base, "init" if init is not None else "base")
-    model.to(device)
-    names = maskable_names(model, cfg.mask_biases)
+
+    if cfg.selector == "random":
+        _load(model, init if init is not None else base, "init" if init is not None else "base")
+        model.to(device)
+        names = maskable_names(model, cfg.mask_biases)
+        own = model.state_dict()
+        start = {n: own[n].detach().clone() for n in names}
+        loss_start, loss_full = _train_loss(model, data), math.nan
+        step1_s, local, reference = 0.0, None, ("init" if init is not None else "base")
+    else:
+        if first is None:
+            first = first_step(model, base, data, train_cfg, seed, init=init, mask_biases=cfg.mask_biases,
+                               record_local=lam < 1.0)
+        else:
+            if first.mask_biases != cfg.mask_biases:
+                raise ValueError(f"first step was computed with mask_biases={first.mask_biases}, "
+                                 f"config asks for {cfg.mask_biases}")
+            if first.local is None and lam < 1.0:
+                raise ValueError("first step did not record the local contribution, which "
+                                 f"selector {cfg.selector!r} needs (record_local=True)")
+            if first.reference != ("init" if init is not None else "base"):
+                raise ValueError(f"first step started from {first.reference!r}, this call from "
+                                 f"{'init' if init is not None else 'base'!r}")
+            _load(model, first.full_state, "first.full_state")
+            model.to(device)
+        names = list(first.start)
+        start = {n: t.to(device) for n, t in first.start.items()}
+        local = None
+        if lam < 1.0:
+            assert first.local is not None
+            local = _LocalContribution({n: t.to(device).clone() for n, t in first.local.items()})
+        loss_start, loss_full, step1_s, reference = first.loss_start, first.loss_full, first.step1_s, first.reference
+
     own = model.state_dict()
-    start = {n: own[n].detach().clone() for n in names}
     maskable_total = sum(start[n].numel() for n in names)
     dense_names = tuple(n for n in own if n not in start)
     target = update_count(cfg.k, maskable_total)
-    loss_start = _train_loss(model, data)
-    lam = cfg.effective_lam
-
-    t0 = time.perf_counter()
-    local = _LocalContribution(model, names) if (cfg.selector != "random" and lam < 1.0) else None
-    if cfg.selector == "random":
-        t1 = t0
-        masks = random_layer_masks({n: start[n].shape for n in names}, cfg.k,
-                                   torch_generator(seed, "partial", "rpu-mask"))
-        loss_full = math.nan
-        rewind_losses = [loss_start]
-    else:
-        train(model, data, train_cfg, derive_seed(seed, "partial", "step1"), on_step=local)
-        t1 = time.perf_counter()
-        loss_full = _train_loss(model, data)
-        masks = None
-        rewind_losses = []
     t_select = 0.0
     step2_s = 0.0
     report = TrainReport()
     val_rewind = val_final = None
+    rewind_losses: list[float] = []
 
     if cfg.selector == "random":
-        step_seed = derive_seed(seed, "partial", "step2")
+        masks = random_layer_masks({n: start[n].shape for n in names}, cfg.k,
+                                   torch_generator(seed, "partial", "rpu-mask"))
+        rewind_losses.append(loss_start)
         s2 = time.perf_counter()
-        report, val_rewind, val_final = _sparse_fine_tune(model, data, train_cfg, step_seed, masks,
-                                                          start, validation)
+        report, val_rewind, val_final = _sparse_fine_tune(
+            model, data, train_cfg, derive_seed(seed, "partial", "step2", 0), masks, start, validation)
         step2_s += time.perf_counter() - s2
     else:
         eligible: dict[str, torch.Tensor] | None = None
@@ -320,9 +390,8 @@ def partial_update(model: nn.Module, base: StateDict, data: TensorData, train_cf
             eligible, remaining = masks, count
             last = count == target
             s2 = time.perf_counter()
-            step_seed = derive_seed(seed, "partial", "step2", iteration)
             report, val_rewind, val_final = _sparse_fine_tune(
-                model, data, train_cfg, step_seed, masks, start,
+                model, data, train_cfg, derive_seed(seed, "partial", "step2", iteration), masks, start,
                 validation if last else None,
                 on_step=None if (last or local is None) else local)
             step2_s += time.perf_counter() - s2
@@ -330,13 +399,12 @@ def partial_update(model: nn.Module, base: StateDict, data: TensorData, train_cf
             if last:
                 break
 
-    assert masks is not None
     state = {n: t.detach().cpu().clone() for n, t in model.state_dict().items()}
     info = PartialUpdateInfo(
         loss_start=loss_start, loss_full=loss_full, loss_after_rewind=rewind_losses[-1],
         loss_final=_train_loss(model, data), changed_count=mask_count(masks),
         maskable_count=maskable_total, dense_count=sum(state[n].numel() for n in dense_names),
-        dense_names=dense_names, step1_s=t1 - t0, select_s=t_select, step2_s=step2_s,
+        dense_names=dense_names, step1_s=step1_s, select_s=t_select, step2_s=step2_s,
         rewind_losses=tuple(rewind_losses), val_accuracy_base=val_base,
         val_accuracy_rewind=val_rewind, val_accuracy_final=val_final)
     return PartialUpdateResult(state=state, masks={n: m.cpu() for n, m in masks.items()},
@@ -392,7 +460,7 @@ def prune_with_rewinding(model: nn.Module, init: StateDict, data: TensorData, tr
 
 __all__ = [
     "PartialUpdateConfig", "PartialUpdateInfo", "PartialUpdateResult", "SELECTORS", "REWINDING_MODES",
-    "partial_update", "prune_with_rewinding", "should_reinitialize",
+    "FirstStep", "first_step", "partial_update", "prune_with_rewinding", "should_reinitialize",
     # re-exported building blocks
     "maskable_names", "combined_contribution", "global_contribution", "top_k_mask",
     "random_layer_masks", "rewind", "update_count",

@@ -9,6 +9,7 @@ import torch
 
 from edgeupdate.algorithms.partial import (
     PartialUpdateConfig,
+    first_step,
     partial_update,
     prune_with_rewinding,
     should_reinitialize,
@@ -244,15 +245,39 @@ def test_partial_update_is_deterministic_per_seed():
     assert any(not torch.equal(a.state[n], c.state[n]) for n in a.state)
 
 
+def test_shared_first_step_gives_the_same_update_as_a_fresh_one():
+    base, data = _base(), _data()
+    shared = first_step(_mlp(), base, data, TRAIN, seed=9)
+
+    for selector in ("global", "local", "combined"):
+        cfg = PartialUpdateConfig(k=0.1, selector=selector)
+        fresh = partial_update(_mlp(), base, data, TRAIN, cfg, seed=9)
+        reused = partial_update(_mlp(), base, data, TRAIN, cfg, seed=9, first=shared)
+        assert all(torch.equal(fresh.state[n], reused.state[n]) for n in fresh.state)
+        assert all(torch.equal(fresh.masks[n], reused.masks[n]) for n in fresh.masks)
+    assert shared.local is not None and all(not t.eq(0).all() for t in shared.local.values())
+
+
+def test_first_step_must_match_the_update_it_feeds():
+    base, data = _base(), _data()
+    no_local = first_step(_mlp(), base, data, TRAIN, seed=9, record_local=False)
+
+    with pytest.raises(ValueError, match="did not record the local contribution"):
+        partial_update(_mlp(), base, data, TRAIN, PartialUpdateConfig(k=0.1), seed=9, first=no_local)
+    with pytest.raises(ValueError, match="mask_biases"):
+        partial_update(_mlp(), base, data, TRAIN, PartialUpdateConfig(k=0.1, selector="global", mask_biases=True),
+                       seed=9, first=no_local)
+
+
 def test_local_selector_ranks_by_accumulated_minus_grad_times_step():
     """Replays step one with the documented seed and checks the mask is top-k of −Σ g⊙Δw."""
     base, data = _base(), _data()
     names = ["1.weight", "3.weight"]
-    acc = {n: torch.zeros_like(base[n], dtype=torch.float64) for n in names}
+    acc = {n: torch.zeros_like(base[n]) for n in names}
 
     def on_step(grads, deltas):
         for n in names:
-            acc[n] -= grads[n].double() * deltas[n].double()
+            acc[n] -= grads[n] * deltas[n]
 
     replay = _mlp()
     replay.load_state_dict(base)
@@ -269,7 +294,7 @@ def test_partial_update_reports_losses_and_times():
                             validation=_data(60, seed=42))
     info = result.info
 
-    assert info.loss_full <= info.loss_after_rewind          # rewinding only removes progress
+    assert info.loss_full < info.loss_after_rewind < info.loss_start   # on this example
     assert math.isfinite(info.loss_start) and math.isfinite(info.loss_final)
     assert info.step1_s > 0 and info.step2_s > 0 and info.server_s >= info.step1_s + info.step2_s
     assert info.val_accuracy_final >= info.val_accuracy_rewind
