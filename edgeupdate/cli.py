@@ -1,6 +1,7 @@
 """``edgeupdate`` command line.
 
     edgeupdate run CONFIG [--out DIR] [--set key=value ...] [--data-dir DIR]
+    edgeupdate compare CONFIG --strategies a,b,c [--reference full] [--seeds N] [--out DIR]
     edgeupdate plot RUN_DIR
     edgeupdate package inspect FILE
     edgeupdate package apply --model IN --package FILE --out OUT [--hmac-key KEY]
@@ -53,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=None, help="output directory (default runs/<name>-<timestamp>)")
     run.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
 
+    cmp_ = sub.add_parser("compare", help="run several strategies on identical data, fleet and seeds")
+    _add_run_args(cmp_)
+    cmp_.add_argument("--strategies", required=True, help="comma-separated names, e.g. full,dpu,gcpu")
+    cmp_.add_argument("--reference", default=None, help="strategy the others are compared with (default: the first)")
+    cmp_.add_argument("--seeds", type=int, default=1, help="runs per strategy with seeds seed..seed+N-1")
+    cmp_.add_argument("--out", type=Path, default=None, help="output directory (default runs/compare-<name>-<timestamp>)")
+    cmp_.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
+
     plot = sub.add_parser("plot", help="redraw a run's plots from its metrics")
     plot.add_argument("run_dir", type=Path)
 
@@ -92,6 +101,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from edgeupdate.configs import load_config
+    from edgeupdate.simulation.compare import compare, to_markdown
+
+    cfg = load_config(args.config, args.overrides)
+    names = [n.strip() for n in args.strategies.split(",") if n.strip()]
+    if not names:
+        raise CliError("--strategies needs at least one name")
+    if args.seeds < 1:
+        raise CliError("--seeds must be >= 1")
+    out = _out_dir(args.out, f"compare-{cfg.name}", args.overwrite)
+    table = compare(cfg, names, out, reference=args.reference, seeds=args.seeds)
+    print(to_markdown(table))
+    print(f"results: {out}/ (comparison.csv, comparison.md, accuracy_vs_round.png, accuracy_vs_bytes.png, runs/)")
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from edgeupdate.simulation.plots import plot_run
 
@@ -124,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        handler = {"run": cmd_run, "plot": cmd_plot, "package": cmd_package}[args.command]
+        handler = {"run": cmd_run, "compare": cmd_compare, "plot": cmd_plot, "package": cmd_package}[args.command]
         return handler(args)
     except CliError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -76,8 +76,8 @@ class ClientTrainConfig:
 class PackageConfig:
     """How packages are encoded (see :mod:`edgeupdate.updates`)."""
 
-    precision: str = choice("fp32", "fp32", "fp16", "int8")
-    coding: str = choice("golomb", "golomb", "varint", "bitmap")
+    precision: str = choice("fp32", "fp32", "fp16", "int8", "int8-channel")
+    coding: str = choice("golomb", "golomb", "varint", "bitmap", "auto")
     signing: str = choice("none", "none", "hmac")
     key: str = "edgeupdate-demo-key"  # shared HMAC secret when signing = "hmac"
 
@@ -114,4 +114,5 @@ class ExperimentConfig:
     client: ClientTrainConfig = field(default_factory=ClientTrainConfig)
     package: PackageConfig = field(default_factory=PackageConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    strategies: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-strategy params for `compare`
     simulation: SimulationConfig = field(default_factory=SimulationConfig)

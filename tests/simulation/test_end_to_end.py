@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pandas as pd
 import pytest
 import torch
@@ -19,8 +17,17 @@ RUN_FILES = ["metrics.parquet", "metrics.csv", "config.toml", "summary.json",
 
 
 def _no_ray_left() -> bool:
-    out = subprocess.run(["pgrep", "-f", "raylet|gcs_server"], capture_output=True, text=True)
-    return out.stdout.strip() == ""
+    """No live Ray process among this test process's descendants (others' simulations may run)."""
+    import psutil
+
+    def alive(p):
+        try:
+            return p.status() != psutil.STATUS_ZOMBIE and any(
+                n in " ".join(p.cmdline()) for n in ("raylet", "gcs_server", "ray::"))
+        except psutil.Error:
+            return False
+
+    return not [p for p in psutil.Process().children(recursive=True) if alive(p)]
 
 
 def test_full_runs_deterministically_and_measures_real_bytes(tiny_config, tmp_path):
