@@ -373,3 +373,35 @@ def test_analytic_bytes_matches_thesis_formula():
     assert analytic_bytes(0.5, 1000, value_bits=8) == pytest.approx((8 * 500 + 1000) / 8)
     h = 0.01 * math.log2(100) + 0.99 * math.log2(1 / 0.99)
     assert analytic_bytes(0.01, 669_706) == pytest.approx((32 * 0.01 + h) * 669_706 / 8)
+
+
+def _apply_on_device(device_weights: dict[str, torch.Tensor], result) -> dict[str, torch.Tensor]:
+    """What a device does with the update: masked values into its weights, dense entries whole."""
+    out = {n: t.clone() for n, t in device_weights.items()}
+    for n, value in result.state.items():
+        if n in result.masks:
+            m = result.masks[n]
+            out[n][m] = value[m]
+        else:
+            out[n] = value.clone()
+    return out
+
+
+@pytest.mark.parametrize("selector, reinit", [("combined", False), ("global", True), ("random", False)])
+def test_device_applying_masked_values_ends_bit_identical_to_server(selector, reinit):
+    base = _base()
+    init = {n: t.clone() for n, t in _mlp(seed=11).state_dict().items()} if reinit else None
+
+    result = partial_update(_mlp(), base, _data(), TRAIN, PartialUpdateConfig(k=0.05, selector=selector), seed=8,
+                            init=init)
+
+    device = _apply_on_device(init if reinit else base, result)
+    assert all(torch.equal(device[n], result.state[n]) for n in result.state)
+
+
+def test_random_selector_updates_round_k_n_weights_per_layer():
+    result = partial_update(_mlp(), _base(), _data(), TRAIN, PartialUpdateConfig(k=0.1, selector="random"), seed=8)
+
+    assert int(result.masks["1.weight"].sum()) == 13   # round(0.1·128)
+    assert int(result.masks["3.weight"].sum()) == 2    # round(0.1·24)
+    assert result.info.step1_s == 0.0 and math.isnan(result.info.loss_full)
