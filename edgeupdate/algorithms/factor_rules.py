@@ -1,27 +1,21 @@
-"""Weight re-parameterisations of the KA family (Chen et al. 2022, Eq. 4–16) as pure functions.
+"""INTERIM local mirror of ``edgeupdate.updates.reconstitution`` / ``seeded`` (branch ``updates``).
 
-Each *rule* maps a layer's current weight (as deployed on the device), the learnt factors and a few
-scalar params to the layer's new weight — Algorithm 2's ``recover-weight`` step.  The server calls
-the very same function to compute the state it expects the device to hold, so both sides agree to
-the bit.  Everything runs in float64 inside :func:`deterministic_linalg` (one torch thread) and is
-cast back to the weight's dtype at the end.
-
-Factor names (all 2-D tensors are *o×k* or *i×k*, never transposed):
-
-* ``ka``  (Eq. 15): ``u_aug`` o×n, ``v_aug`` i×n, ``s`` (m+n) — W = [U,U′]·diag(s′)·[V,V′]ᵀ
-* ``ml``  (Eq. 13): ``l`` o×r — W = L·V[:, :r]ᵀ (R recomputed from the current weight's SVD)
-* ``lra`` (Eq. 8):  ``l`` o×r, ``r`` i×r — W = L·Rᵀ (no use of the current weight)
-* ``lru`` ([33]):   ``l`` o×r — W = W_old + L·R, R = :func:`random_right_factor` (seed, layer)
+Same conventions as the agreed device-side API so the switch is an import change: factor names
+``ka``: U (o×n), V (i×n), s (m+n); ``ml``: L (o×r); ``lra``: L (o×r), R (r×i); ``lru``: L (o×r)
+with params ``seed`` and ``layer``.  Everything in float64 on one torch thread; SVD signs fixed so
+each column of U has its largest-magnitude entry positive.  Delete once ``updates`` is merged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator, Mapping
 
+import numpy as np
 import torch
 
-from edgeupdate.seeding import torch_generator
+from edgeupdate.seeding import numpy_rng, torch_generator
 
 Rule = Callable[[torch.Tensor, Mapping[str, torch.Tensor], Mapping[str, object]], torch.Tensor]
 
@@ -38,62 +32,66 @@ def deterministic_linalg() -> Iterator[None]:
 
 
 def as_matrix(weight: torch.Tensor) -> torch.Tensor:
-    """The o×i view of a conv/FC weight (conv: o × c·kh·kw)."""
+    """The o×i float64 view of a conv/FC weight (conv: o × c·kh·kw)."""
     if weight.dim() < 2:
         raise ValueError(f"a factorised weight needs ≥ 2 dims, got shape {tuple(weight.shape)}")
-    return weight.reshape(weight.shape[0], -1)
+    return weight.detach().to(torch.float64).reshape(weight.shape[0], -1)
 
 
 def svd_factors(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Thin SVD (Eq. 4) of the o×i view of ``weight`` in float64: U (o×m), s (m), V (i×m)."""
+    """Thin SVD (Eq. 4) in float64: U (o×m), s (m), V (i×m), signs fixed by U's largest entries."""
     with deterministic_linalg():
-        u, s, vh = torch.linalg.svd(as_matrix(weight.detach()).to(torch.float64), full_matrices=False)
-    return u, s, vh.transpose(0, 1).contiguous()
+        u, s, vh = torch.linalg.svd(as_matrix(weight), full_matrices=False)
+        v = vh.T
+        if u.shape[1]:
+            pick = u.abs().argmax(dim=0)
+            signs = torch.sign(u[pick, torch.arange(u.shape[1])])
+            signs[signs == 0] = 1.0
+            u, v = u * signs, v * signs
+    return u.contiguous(), s.contiguous(), v.contiguous()
 
 
 def random_right_factor(seed: int, name: str, r: int, i: int) -> torch.Tensor:
     """LRU's fixed random R (r×i, float64), N(0, 1/i), regenerated from (seed, layer name)."""
     gen = torch_generator(seed, "lru", name)
-    return torch.randn(r, i, generator=gen, dtype=torch.float64) / float(i) ** 0.5
+    return torch.randn(r, i, generator=gen, dtype=torch.float64) / math.sqrt(max(i, 1))
 
 
 def _finish(new: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return new.reshape(like.shape).to(like.dtype)
+    return new.reshape(like.shape).to(like.dtype).contiguous()
 
 
 def ka_rule(current: torch.Tensor, factors: Mapping[str, torch.Tensor], params: Mapping[str, object]) -> torch.Tensor:
     """Eq. 15: [U,U′]·diag(s′)·[V,V′]ᵀ with U, V from the current weight's SVD."""
     u, _, v = svd_factors(current)
-    m = u.shape[1]
-    s_new = factors["s"].to(torch.float64)
-    u_aug = factors["u_aug"].to(torch.float64)
-    v_aug = factors["v_aug"].to(torch.float64)
     with deterministic_linalg():
-        new = (u * s_new[:m]) @ v.T + (u_aug * s_new[m:]) @ v_aug.T
+        left = torch.cat([u, factors["U"].to(torch.float64)], dim=1)
+        right = torch.cat([v, factors["V"].to(torch.float64)], dim=1)
+        new = (left * factors["s"].to(torch.float64)) @ right.T
     return _finish(new, current)
 
 
 def ml_rule(current: torch.Tensor, factors: Mapping[str, torch.Tensor], params: Mapping[str, object]) -> torch.Tensor:
     """Eq. 13: L·R with R = V[:, :r]ᵀ frozen from the current weight's SVD."""
     _, _, v = svd_factors(current)
-    left = factors["l"].to(torch.float64)
+    left = factors["L"].to(torch.float64)
     with deterministic_linalg():
         new = left @ v[:, : left.shape[1]].T
     return _finish(new, current)
 
 
 def lra_rule(current: torch.Tensor, factors: Mapping[str, torch.Tensor], params: Mapping[str, object]) -> torch.Tensor:
-    """Eq. 8: L·R with both factors sent (R stored as i×r)."""
+    """Eq. 8: L·R with both factors sent."""
     with deterministic_linalg():
-        new = factors["l"].to(torch.float64) @ factors["r"].to(torch.float64).T
+        new = factors["L"].to(torch.float64) @ factors["R"].to(torch.float64)
     return _finish(new, current)
 
 
 def lru_rule(current: torch.Tensor, factors: Mapping[str, torch.Tensor], params: Mapping[str, object]) -> torch.Tensor:
     """Low-rank update [33]: W_old + L·R, R regenerated from ``params['seed']`` and the layer name."""
-    left = factors["l"].to(torch.float64)
-    w = as_matrix(current).to(torch.float64)
-    right = random_right_factor(int(params["seed"]), str(params["name"]), left.shape[1], w.shape[1])
+    left = factors["L"].to(torch.float64)
+    w = as_matrix(current)
+    right = random_right_factor(int(params["seed"]), str(params["layer"]), left.shape[1], w.shape[1])
     with deterministic_linalg():
         new = w + left @ right
     return _finish(new, current)
@@ -102,16 +100,16 @@ def lru_rule(current: torch.Tensor, factors: Mapping[str, torch.Tensor], params:
 RULES: dict[str, Rule] = {"ka": ka_rule, "ml": ml_rule, "lra": lra_rule, "lru": lru_rule}
 
 
-def seeded_mask(shapes: Mapping[str, torch.Size], seed: int, proportion: float) -> dict[str, torch.Tensor]:
-    """RM's mask: exactly round(P·N) of the N entries of ``shapes`` (in the given order), from a seed."""
-    sizes = [int(torch.Size(s).numel()) for s in shapes.values()]
-    total = sum(sizes)
-    k = int(round(proportion * total))
-    flat = torch.zeros(total, dtype=torch.bool)
-    flat[torch.randperm(total, generator=torch_generator(seed, "rm-mask"))[:k]] = True
-    out: dict[str, torch.Tensor] = {}
-    offset = 0
-    for (name, shape), size in zip(shapes.items(), sizes):
-        out[name] = flat[offset:offset + size].reshape(shape)
-        offset += size
-    return out
+def reconstitute(name: str, rule: str, current: torch.Tensor, factors: Mapping[str, torch.Tensor],
+                 params: Mapping[str, object]) -> torch.Tensor:
+    """Layer ``name``'s new weight: ``RULES[rule](current, factors, params + {"layer": name})``."""
+    return RULES[rule](current, factors, {**params, "layer": name})
+
+
+def seeded_mask(seed: int, name: str, shape: tuple[int, ...] | torch.Size, p: float) -> torch.Tensor:
+    """RM's Bernoulli(p) mask for tensor ``name``, from (seed, "mask", name), in 2**20 chunks."""
+    numel = math.prod(tuple(shape))
+    rng = numpy_rng(seed, "mask", name)
+    flat = np.concatenate([rng.random(min(1 << 20, numel - start)) < p for start in range(0, numel, 1 << 20)]
+                          or [np.zeros(0, dtype=bool)])
+    return torch.from_numpy(flat).reshape(tuple(shape))

@@ -163,8 +163,8 @@ class _KALayer(nn.Module):
         self.shape = layer.shape
         self.register_buffer("u", u.float())
         self.register_buffer("v", v.float())
-        self.u_aug = nn.Parameter(scale * torch.randn(layer.o, n, generator=gen))
-        self.v_aug = nn.Parameter(scale * torch.randn(layer.i, n, generator=gen))
+        self.u_aug = nn.Parameter(scale * torch.randn(layer.o, n, generator=gen))  # U′
+        self.v_aug = nn.Parameter(scale * torch.randn(layer.i, n, generator=gen))  # V′
         self.s = nn.Parameter(torch.cat([s.float(), scale * torch.randn(n, generator=gen)]))
 
     def weight(self) -> torch.Tensor:
@@ -173,7 +173,7 @@ class _KALayer(nn.Module):
         return w.reshape(self.shape)
 
     def factors(self) -> dict[str, torch.Tensor]:
-        return {"u_aug": self.u_aug, "v_aug": self.v_aug, "s": self.s}
+        return {"U": self.u_aug, "V": self.v_aug, "s": self.s}
 
 
 class _MLLayer(nn.Module):
@@ -188,7 +188,7 @@ class _MLLayer(nn.Module):
         return (self.l @ self.right).reshape(self.shape)
 
     def factors(self) -> dict[str, torch.Tensor]:
-        return {"l": self.l}
+        return {"L": self.l}
 
 
 class _LRALayer(nn.Module):
@@ -197,13 +197,13 @@ class _LRALayer(nn.Module):
         u, s, v = rules.svd_factors(weight)
         self.shape = layer.shape
         self.l = nn.Parameter((u[:, :r] * s[:r]).float())
-        self.r = nn.Parameter(v[:, :r].float())
+        self.r = nn.Parameter(v[:, :r].T.float().contiguous())
 
     def weight(self) -> torch.Tensor:
-        return (self.l @ self.r.T).reshape(self.shape)
+        return (self.l @ self.r).reshape(self.shape)
 
     def factors(self) -> dict[str, torch.Tensor]:
-        return {"l": self.l, "r": self.r}
+        return {"L": self.l, "R": self.r}
 
 
 class _LRULayer(nn.Module):
@@ -219,7 +219,7 @@ class _LRULayer(nn.Module):
         return (self.w0 + self.l @ self.right).reshape(self.shape)
 
     def factors(self) -> dict[str, torch.Tensor]:
-        return {"l": self.l}
+        return {"L": self.l}
 
 
 class _MaskedDelta(nn.Module):
@@ -253,14 +253,14 @@ def _parameter_names(model: nn.Module) -> list[str]:
     return [name for name, _ in model.named_parameters()]
 
 
-def reconstitute(base: Mapping[str, torch.Tensor], factors: Mapping[str, Mapping[str, torch.Tensor]],
-                 dense: Mapping[str, torch.Tensor], method: str, params: Mapping[str, object]) -> StateDict:
-    """Algorithm 2 on a state dict: dense entries replace, factor layers are recovered by the rule."""
-    rule = rules.RULES[method]
+def reconstitute_state(base: Mapping[str, torch.Tensor], factors: Mapping[str, Mapping[str, torch.Tensor]],
+                       dense: Mapping[str, torch.Tensor], method: str, params: Mapping[str, object]) -> StateDict:
+    """Algorithm 2 on a state dict: dense entries replace, factor layers are recovered by the rule
+    the device uses (``reconstitute(name, method, current, factors, params)``)."""
     state = {k: v.clone() for k, v in base.items()}
     state.update({k: v.clone() for k, v in dense.items()})
     for name, layer_factors in factors.items():
-        state[name] = rule(base[name], layer_factors, {**params, "name": name})
+        state[name] = rules.reconstitute(name, method, base[name], layer_factors, params)
     return state
 
 
@@ -284,9 +284,10 @@ def compact_refine(model: nn.Module, base: Mapping[str, torch.Tensor], data: Ten
     params: dict[str, object] = {}
     if cfg.method == "rm":
         names = _parameter_names(net)
-        params = {"seed": derive_seed(seed, "rm-mask"), "proportion": cfg.proportion, "names": names}
-        masks = rules.seeded_mask({k: base_state[k].shape for k in names}, params["seed"], cfg.proportion)
-        replaced: dict[str, nn.Module] = {k: _MaskedDelta(base_state[k], masks[k]) for k in names}
+        params = {"seed": derive_seed(seed, "rm-mask"), "p": float(cfg.proportion)}
+        replaced: dict[str, nn.Module] = {
+            k: _MaskedDelta(base_state[k], rules.seeded_mask(int(params["seed"]), k, base_state[k].shape, cfg.proportion))
+            for k in names}
     else:
         layers = factor_layers(net)
         if cfg.method == "lru":
@@ -329,7 +330,7 @@ def compact_refine(model: nn.Module, base: Mapping[str, torch.Tensor], data: Ten
         factors = {k: {f: t.detach().clone() for f, t in mod.factors().items()}  # type: ignore[operator]
                    for k, mod in replaced.items()}
         dense = {k: v for k, v in trained.items() if k not in replaced}
-        state = reconstitute(base_state, factors, dense, cfg.method, params)
+        state = reconstitute_state(base_state, factors, dense, cfg.method, params)
     factor_count = sum(t.numel() for fs in factors.values() for t in fs.values())
     dense_params = sum(v.numel() for k, v in dense.items() if k in param_names)
     buffers = sum(v.numel() for k, v in dense.items() if k not in param_names)

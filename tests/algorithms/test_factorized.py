@@ -14,7 +14,7 @@ from edgeupdate.algorithms.factorized import (
     check_ranks,
     compact_refine,
     factor_layers,
-    reconstitute,
+    reconstitute_state,
 )
 from edgeupdate.models.zoo import build_model, count_parameters
 from edgeupdate.training import TensorData, TrainConfig
@@ -63,7 +63,9 @@ def test_rm_counts_exactly_the_masked_entries():
     result = compact_refine(model, base, data, TRAIN, CompactConfig("rm", proportion=0.05), seed=3)
 
     total = count_parameters(model)
-    assert result.update_param_count == round(0.05 * total)
+    masks = {n: rules.seeded_mask(int(result.params["seed"]), n, p.shape, 0.05) for n, p in model.named_parameters()}
+    assert result.update_param_count == sum(int(m.sum()) for m in masks.values())
+    assert abs(result.update_param_count - 0.05 * total) < 4 * math.sqrt(0.05 * total)  # Bernoulli(P) per entry
     changed = sum(int((result.state[n] != base[n]).sum()) for n, _ in model.named_parameters())
     assert 0 < changed <= result.update_param_count  # unselected entries never move
 
@@ -131,7 +133,7 @@ def test_server_state_is_the_device_reconstitution_of_the_base(cfg):
     model, base, data = _setup()
 
     result = compact_refine(model, base, data, TRAIN, cfg, seed=2)
-    device = reconstitute(base, result.factors, result.dense, cfg.method, result.params)
+    device = reconstitute_state(base, result.factors, result.dense, cfg.method, result.params)
 
     assert set(device) == set(base)
     assert all(torch.equal(device[k], result.state[k]) for k in base)
