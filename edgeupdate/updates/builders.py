@@ -1,0 +1,272 @@
+"""Server-side builders: one function per body kind.
+
+Every builder computes the target hash by applying the finished package to the base itself, so
+the hash is of exactly what a device will hold (lossy fp16/int8 values included). The caller gets
+the deployed state with ``pkg.apply(base)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from edgeupdate.updates.hashing import StateDict, state_hash
+from edgeupdate.updates.package import (
+    FORMAT_VERSION,
+    FactorInfo,
+    PackageHeader,
+    TensorBlobs,
+    TensorInfo,
+    UpdatePackage,
+)
+from edgeupdate.updates.positions import encode_positions
+from edgeupdate.updates.reconstitution import RULES
+from edgeupdate.updates.seeded import mask_positions, resolve_initializer
+from edgeupdate.updates.values import (
+    LOSSLESS,
+    QuantisationError,
+    channels_of,
+    decode_values,
+    dtype_name,
+    effective_precision,
+    encode_values,
+    quantisation_error,
+)
+from edgeupdate.updates.wire import Params
+
+_PLACEHOLDER_HASH = "0" * 64
+_Entry = tuple[TensorInfo, TensorBlobs, QuantisationError | None]
+
+
+@dataclass(frozen=True)
+class LayerFactors:
+    """Factors of one Conv/FC weight and the rule (see ``reconstitution.RULES``) that rebuilds it."""
+
+    rule: str
+    tensors: dict[str, torch.Tensor]
+    params: dict[str, int | float | str] = field(default_factory=dict)
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu").contiguous().reshape(-1)
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    """A view whose equality is bitwise (so -0.0 vs 0.0 and NaN payloads count as changes)."""
+    flat = _flat(t)
+    if flat.dtype.is_floating_point:
+        return flat.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[flat.element_size()])
+    return flat
+
+
+def _lossy_values(values: torch.Tensor, precision: str, channels: np.ndarray, dtype: torch.dtype) -> tuple[bytes, QuantisationError | None]:
+    blob = encode_values(values, precision, channels)
+    if precision in LOSSLESS:
+        return blob, None
+    sent = decode_values(blob, precision, values.numel(), dtype, channels)
+    return blob, quantisation_error(values, sent)
+
+
+def _dense_entry(name: str, tensor: torch.Tensor, precision: str) -> _Entry:
+    t = tensor.detach().to("cpu")
+    prec = effective_precision(precision, t.dtype, t.dim())
+    numel = t.numel()
+    values = _flat(t) if prec in LOSSLESS else _flat(t).to(torch.float32)
+    blob, err = _lossy_values(values, prec, channels_of(np.arange(numel, dtype=np.int64), tuple(t.shape)), t.dtype)
+    info = TensorInfo(name, "dense", tuple(t.shape), dtype_name(t.dtype), "none", prec, "set", "base",
+                      numel, 0, len(blob))
+    return info, TensorBlobs(values=blob), err
+
+
+def _delta_values(base: torch.Tensor | None, target: torch.Tensor, pos: np.ndarray, prec: str) -> tuple[str, torch.Tensor]:
+    idx = torch.from_numpy(pos)
+    new = _flat(target)[idx]
+    if prec in LOSSLESS:
+        return "replace", new
+    old = _flat(base)[idx].to(torch.float64) if base is not None else torch.zeros(len(pos), dtype=torch.float64)
+    return "add", (new.to(torch.float64) - old).to(torch.float32)
+
+
+def _sparse_entry(name: str, base: torch.Tensor | None, target: torch.Tensor, positions: np.ndarray,
+                  precision: str, coding: str, origin: str, kind: str = "sparse",
+                  params: Params | None = None) -> _Entry:
+    t = target.detach().to("cpu")
+    prec = effective_precision(precision, t.dtype, t.dim())
+    mode, values = _delta_values(base, t, positions, prec)
+    blob, err = _lossy_values(values, prec, channels_of(positions, tuple(t.shape)), t.dtype)
+    if kind == "sparse":
+        coding, pos_blob, pos_params = encode_positions(positions, t.numel(), coding)
+    else:
+        coding, pos_blob, pos_params = "seeded", b"", {}
+    info = TensorInfo(name, kind, tuple(t.shape), dtype_name(t.dtype), coding, prec, mode, origin,
+                      int(positions.size), len(pos_blob), len(blob), (), {**pos_params, **(params or {})})
+    return info, TensorBlobs(positions=pos_blob, values=blob), err
+
+
+def _changed_positions(base: torch.Tensor | None, target: torch.Tensor) -> np.ndarray:
+    tb = _bits(target)
+    if base is None:
+        changed = tb != 0
+    else:
+        changed = _bits(base) != tb
+    return torch.nonzero(changed).reshape(-1).numpy().astype(np.int64)
+
+
+def _check_pair(name: str, base: torch.Tensor, target: torch.Tensor) -> None:
+    if base.shape != target.shape or base.dtype != target.dtype:
+        raise ValueError(f"tensor {name!r} is {base.dtype}{list(base.shape)} in the base but "
+                         f"{target.dtype}{list(target.shape)} in the target")
+
+
+def _assemble(entries: list[_Entry], *, method: str, base: StateDict | None, base_version: int | None,
+              target_version: int, extra: Mapping | None, complete: bool,
+              initializer: str | None = None, initializer_seed: int | None = None) -> UpdatePackage:
+    if target_version < 0 or (base_version is not None and base_version < 0):
+        raise ValueError("versions must be non-negative integers")
+    header = PackageHeader(
+        FORMAT_VERSION, method, base_version if base is not None else None,
+        state_hash(base) if base is not None else None, target_version, _PLACEHOLDER_HASH,
+        tuple(e[0] for e in entries), dict(extra or {}), complete, initializer, initializer_seed)
+    quant = {e[0].name: e[2] for e in entries if e[2] is not None}
+    pkg = UpdatePackage(header, [e[1] for e in entries], quant)
+    return pkg.with_target(base)
+
+
+def dense_package(target: StateDict, *, method: str, target_version: int, base: StateDict | None = None,
+                  base_version: int | None = None, precision: str = "fp32", extra: dict | None = None) -> UpdatePackage:
+    """The whole model; with ``base`` the package is bound to that base's hash (used only for the check)."""
+    entries = [_dense_entry(name, t, precision) for name, t in target.items()]
+    return _assemble(entries, method=method, base=base, base_version=base_version,
+                     target_version=target_version, extra=extra, complete=True)
+
+
+def sparse_package(base: StateDict | None, target: StateDict, *, method: str, target_version: int,
+                   base_version: int | None = None, precision: str = "fp32", coding: str = "golomb",
+                   dense_names: Iterable[str] = (), extra: dict | None = None) -> UpdatePackage:
+    """Per tensor, the positions where ``target`` differs (bitwise) from ``base`` plus values.
+
+    ``base=None``: an all-zero base (a pruned model from scratch, no base binding; every tensor is
+    listed). fp32 sends the new values ("replace", bit-identical result); fp16/int8/int8-channel
+    quantise and add the delta ("add"). ``coding``: bitmap | varint | golomb | auto (smallest).
+    Tensors in ``dense_names`` are sent whole; unchanged tensors are skipped.
+    """
+    dense = set(dense_names)
+    unknown = dense - set(target)
+    if unknown:
+        raise ValueError(f"dense_names not in the target: {sorted(unknown)}")
+    if base is not None and set(base) != set(target):
+        raise ValueError(f"base and target hold different tensors: {sorted(set(base) ^ set(target))}")
+    entries: list[_Entry] = []
+    for name, t in target.items():
+        if name in dense:
+            entries.append(_dense_entry(name, t, precision))
+            continue
+        b = None if base is None else base[name]
+        if b is not None:
+            _check_pair(name, b, t)
+        pos = _changed_positions(b, t)
+        if pos.size == 0 and base is not None:
+            continue
+        entries.append(_sparse_entry(name, b, t, pos, precision, coding, "zero" if base is None else "base"))
+    return _assemble(entries, method=method, base=base, base_version=base_version,
+                     target_version=target_version, extra=extra, complete=base is None)
+
+
+def factor_package(base: StateDict, factors: Mapping[str, LayerFactors], dense: StateDict, *, method: str,
+                   target_version: int, base_version: int, precision: str = "fp32",
+                   extra: dict | None = None) -> UpdatePackage:
+    """Factor sets for Conv/FC weights (rebuilt on the device from its own weight) plus dense tensors."""
+    entries: list[_Entry] = []
+    for name, lf in factors.items():
+        if name not in base:
+            raise ValueError(f"factorised tensor {name!r} is not in the base")
+        if lf.rule not in RULES:
+            raise ValueError(f"unknown reconstitution rule {lf.rule!r} for {name!r}; expected one of {sorted(RULES)}")
+        if "rule" in lf.params or "layer" in lf.params:
+            raise ValueError(f"params for {name!r} must not use the reserved keys 'rule'/'layer'")
+        w = base[name]
+        prec = effective_precision(precision, w.dtype, 2)
+        infos, blobs, errs = [], [], []
+        for fname in sorted(lf.tensors):
+            f = lf.tensors[fname].detach().to("cpu")
+            values = _flat(f).to(w.dtype if prec in LOSSLESS else torch.float32)
+            blob, err = _lossy_values(values, prec, channels_of(np.arange(f.numel(), dtype=np.int64), tuple(f.shape)), w.dtype)
+            infos.append(FactorInfo(fname, tuple(f.shape), len(blob)))
+            blobs.append(blob)
+            if err is not None:
+                errs.append(err)
+        info = TensorInfo(name, "factor", tuple(w.shape), dtype_name(w.dtype), "none", prec, "set", "base",
+                          0, 0, 0, tuple(infos), {"rule": lf.rule, **lf.params})
+        worst = max(errs, key=lambda e: e.rms) if errs else None
+        entries.append((info, TensorBlobs(factors=tuple(blobs)), worst))
+    for name, t in dense.items():
+        if name in factors:
+            raise ValueError(f"tensor {name!r} is both factorised and dense")
+        entries.append(_dense_entry(name, t, precision))
+    return _assemble(entries, method=method, base=base, base_version=base_version,
+                     target_version=target_version, extra=extra, complete=False)
+
+
+def seeded_package(base: StateDict, *, generator: str, seed: int, params: dict,
+                   values: Mapping[str, torch.Tensor] | None, dense: StateDict, method: str,
+                   target_version: int, base_version: int, precision: str = "fp32",
+                   coding: str = "golomb", extra: dict | None = None) -> UpdatePackage:
+    """A seed plus trained values; the device regenerates the rest deterministically.
+
+    generator ``"mask"`` (RM, Konečný et al. 2016): ``params["p"]``; for each tensor in ``values``
+    (full-shape target tensors) only the values at the Bernoulli(p) mask from (seed, name) are
+    sent, zero position bytes. generator ``"init"`` (DPU re-initialisation, thesis §5.4.2):
+    ``params["initializer"]`` names a registered or ``zoo:`` initializer; the device replaces its
+    weights with ``initializer(seed)``, then applies sparse ``values`` (diffed against that
+    initial model) and the ``dense`` tensors.
+    """
+    if seed < 0:
+        raise ValueError("seed must be non-negative")
+    values = dict(values or {})
+    overlap = set(values) & set(dense)
+    if overlap:
+        raise ValueError(f"tensors both in values and dense: {sorted(overlap)}")
+    entries: list[_Entry] = []
+    initializer: str | None = None
+    if generator == "mask":
+        p = float(params.get("p", -1.0))
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"mask generator needs params['p'] in [0, 1], got {params.get('p')!r}")
+        for name, t in values.items():
+            if name not in base:
+                raise ValueError(f"masked tensor {name!r} is not in the base")
+            _check_pair(name, base[name], t)
+            pos = mask_positions(seed, name, t.numel(), p)
+            entries.append(_sparse_entry(name, base[name], t, pos, precision, "none", "base",
+                                         kind="masked", params={"seed": int(seed), "p": p}))
+    elif generator == "init":
+        initializer = params.get("initializer")
+        if not isinstance(initializer, str):
+            raise ValueError("init generator needs params['initializer'] (a registered or 'zoo:' name)")
+        init = resolve_initializer(initializer)(int(seed))
+        for name, t in values.items():
+            if name not in init:
+                raise ValueError(f"tensor {name!r} is not produced by initializer {initializer!r}")
+            _check_pair(name, init[name], t)
+            pos = _changed_positions(init[name], t)
+            if pos.size:
+                entries.append(_sparse_entry(name, init[name], t, pos, precision, coding, "base"))
+    else:
+        raise ValueError(f"unknown generator {generator!r}; expected 'mask' or 'init'")
+    entries += [_dense_entry(name, t, precision) for name, t in dense.items()]
+    return _assemble(entries, method=method, base=base, base_version=base_version, target_version=target_version,
+                     extra=extra, complete=False, initializer=initializer,
+                     initializer_seed=int(seed) if initializer else None)
+
+
+def quantised_error_summary(pkg: UpdatePackage) -> dict[str, float]:
+    """Worst max-abs and rms quantisation error over the package's tensors (0 when lossless)."""
+    errs = list(pkg.quantisation.values())
+    if not errs:
+        return {"max_abs": 0.0, "rms": 0.0}
+    total = sum(1 for _ in errs)
+    return {"max_abs": max(e.max_abs for e in errs), "rms": math.sqrt(sum(e.rms ** 2 for e in errs) / total)}
