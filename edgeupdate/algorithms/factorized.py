@@ -35,10 +35,21 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from edgeupdate.algorithms import factor_rules as rules
 from edgeupdate.models.zoo import count_parameters
 from edgeupdate.seeding import derive_seed, torch_generator
 from edgeupdate.training import TensorData, TrainConfig, TrainReport, train
+from edgeupdate.updates import (
+    LayerFactors,
+    UpdatePackage,
+    factor_package,
+    random_right_factor,
+    reconstitute,
+    seeded_mask,
+    seeded_package,
+    sparse_package,
+    svd_factors,
+)
+from edgeupdate.updates.reconstitution import as_matrix
 
 StateDict = dict[str, torch.Tensor]
 
@@ -159,7 +170,7 @@ def check_ranks(model: nn.Module, cfg: CompactConfig) -> None:
 class _KALayer(nn.Module):
     def __init__(self, layer: FactorLayer, weight: torch.Tensor, n: int, scale: float, gen: torch.Generator):
         super().__init__()
-        u, s, v = rules.svd_factors(weight)
+        u, s, v = svd_factors(weight)
         self.shape = layer.shape
         self.register_buffer("u", u.float())
         self.register_buffer("v", v.float())
@@ -179,7 +190,7 @@ class _KALayer(nn.Module):
 class _MLLayer(nn.Module):
     def __init__(self, layer: FactorLayer, weight: torch.Tensor, r: int):
         super().__init__()
-        u, s, v = rules.svd_factors(weight)
+        u, s, v = svd_factors(weight)
         self.shape = layer.shape
         self.register_buffer("right", v[:, :r].T.float().contiguous())
         self.l = nn.Parameter((u[:, :r] * s[:r]).float())
@@ -194,7 +205,7 @@ class _MLLayer(nn.Module):
 class _LRALayer(nn.Module):
     def __init__(self, layer: FactorLayer, weight: torch.Tensor, r: int):
         super().__init__()
-        u, s, v = rules.svd_factors(weight)
+        u, s, v = svd_factors(weight)
         self.shape = layer.shape
         self.l = nn.Parameter((u[:, :r] * s[:r]).float())
         self.r = nn.Parameter(v[:, :r].T.float().contiguous())
@@ -211,8 +222,8 @@ class _LRULayer(nn.Module):
                  gen: torch.Generator):
         super().__init__()
         self.shape = layer.shape
-        self.register_buffer("w0", rules.as_matrix(weight.detach()).float().clone())
-        self.register_buffer("right", rules.random_right_factor(seed, layer.name, r, layer.i).float())
+        self.register_buffer("w0", as_matrix(weight).float())
+        self.register_buffer("right", random_right_factor(seed, layer.name, r, layer.i).float())
         self.l = nn.Parameter(scale * torch.randn(layer.o, r, generator=gen))
 
     def weight(self) -> torch.Tensor:
@@ -260,7 +271,7 @@ def reconstitute_state(base: Mapping[str, torch.Tensor], factors: Mapping[str, M
     state = {k: v.clone() for k, v in base.items()}
     state.update({k: v.clone() for k, v in dense.items()})
     for name, layer_factors in factors.items():
-        state[name] = rules.reconstitute(name, method, base[name], layer_factors, params)
+        state[name] = reconstitute(name, method, base[name], layer_factors, params)
     return state
 
 
@@ -286,7 +297,7 @@ def compact_refine(model: nn.Module, base: Mapping[str, torch.Tensor], data: Ten
         names = _parameter_names(net)
         params = {"seed": derive_seed(seed, "rm-mask"), "p": float(cfg.proportion)}
         replaced: dict[str, nn.Module] = {
-            k: _MaskedDelta(base_state[k], rules.seeded_mask(int(params["seed"]), k, base_state[k].shape, cfg.proportion))
+            k: _MaskedDelta(base_state[k], seeded_mask(int(params["seed"]), k, base_state[k].shape, cfg.proportion))
             for k in names}
     else:
         layers = factor_layers(net)
@@ -336,3 +347,33 @@ def compact_refine(model: nn.Module, base: Mapping[str, torch.Tensor], data: Ten
     buffers = sum(v.numel() for k, v in dense.items() if k not in param_names)
     return CompactResult(cfg.method, cfg, factors, dense, params, state, factor_count + dense_params,
                          buffers, model_params, time.perf_counter() - start, report)
+
+
+def build_package(result: CompactResult, base: Mapping[str, torch.Tensor], *, base_version: int,
+                  target_version: int, precision: str = "fp32", coding: str = "golomb") -> UpdatePackage:
+    """The update package for ``result`` against the device's ``base``.
+
+    factor methods → :func:`factor_package` (factor sets + dense non-factor tensors); ``rm`` →
+    :func:`seeded_package` with the ``mask`` generator (values at the seeded mask, buffers dense);
+    ``fp`` → a complete :func:`sparse_package` from zeros (kept entries of pruned tensors, every
+    other tensor whole).  With ``precision="fp32"`` ``pkg.apply(base)`` equals ``result.state``
+    bit for bit; with a lossy precision the device's state is ``pkg.apply(base)`` (the server
+    should deploy that, not ``result.state``).
+    """
+    state = dict(base)
+    if result.method in FACTOR_METHODS:
+        layer_params = {k: v for k, v in result.params.items() if isinstance(v, (int, float, str))}
+        factors = {name: LayerFactors(result.method, dict(fs), dict(layer_params)) for name, fs in result.factors.items()}
+        return factor_package(state, factors, dict(result.dense), method=result.method,
+                              target_version=target_version, base_version=base_version, precision=precision)
+    if result.method == "rm":
+        values = {k: v for k, v in result.state.items() if k not in result.dense}
+        return seeded_package(state, generator="mask", seed=int(result.params["seed"]),  # type: ignore[arg-type]
+                              params={"p": float(result.params["p"])},  # type: ignore[arg-type]
+                              values=values, dense=dict(result.dense), method="rm",
+                              target_version=target_version, base_version=base_version, precision=precision)
+    if result.method == "fp":
+        whole = [k for k in result.state if k not in (result.pruned or {})]
+        return sparse_package(None, dict(result.state), method="fp", target_version=target_version,
+                              precision=precision, coding=coding, dense_names=whole)
+    raise CompactConfigError(f"cannot package method {result.method!r}")

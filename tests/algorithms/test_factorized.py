@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from edgeupdate.algorithms import factor_rules as rules
+from edgeupdate.updates import reconstitution as rules
+from edgeupdate.updates import seeded_mask
 from edgeupdate.algorithms.factorized import (
     CompactConfig,
     CompactConfigError,
@@ -63,7 +64,7 @@ def test_rm_counts_exactly_the_masked_entries():
     result = compact_refine(model, base, data, TRAIN, CompactConfig("rm", proportion=0.05), seed=3)
 
     total = count_parameters(model)
-    masks = {n: rules.seeded_mask(int(result.params["seed"]), n, p.shape, 0.05) for n, p in model.named_parameters()}
+    masks = {n: seeded_mask(int(result.params["seed"]), n, p.shape, 0.05) for n, p in model.named_parameters()}
     assert result.update_param_count == sum(int(m.sum()) for m in masks.values())
     assert abs(result.update_param_count - 0.05 * total) < 4 * math.sqrt(0.05 * total)  # Bernoulli(P) per entry
     changed = sum(int((result.state[n] != base[n]).sum()) for n, _ in model.named_parameters())
