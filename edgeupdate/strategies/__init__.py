@@ -4,6 +4,7 @@ Importing this package registers the built-in strategies with :mod:`edgeupdate.s
 """
 
 from edgeupdate.strategies import fedavg, full  # noqa: F401  (registration)
+from edgeupdate.strategies import fl_strategies  # noqa: F401  (registration)
 from edgeupdate.strategies.base import EdgeStrategy, ModelVersion, ServerRetrainStrategy
 from edgeupdate.strategies.registry import STRATEGIES, register, strategy_class
 
