@@ -6,6 +6,9 @@ into 1397 train / 400 test images with a fixed seed, so every process gets the s
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 
 from edgeupdate.datasets.base import NORMALIZATION, Dataset, to_tensor_data
@@ -35,13 +38,30 @@ def stratified_split(labels: np.ndarray, test_size: int, seed: int) -> tuple[np.
     return train_idx, test_idx
 
 
-def load_digits_dataset() -> Dataset:
-    """The digits dataset, shape (1, 8, 8), 10 classes, 1397 train / 400 test."""
-    from sklearn.datasets import load_digits  # local import: sklearn is only needed for this dataset
+def _read_digits() -> tuple[np.ndarray, np.ndarray]:
+    """``(images float32 1797×8×8 in 0..16, labels int64)``.
+
+    Reads scikit-learn's bundled ``datasets/data/digits.csv.gz`` (64 pixel columns + label) directly:
+    importing ``sklearn.datasets`` costs seconds, and every simulated device process loads this.
+    Falls back to ``sklearn.datasets.load_digits`` if the file is not where expected.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        csv = Path(root) / "datasets" / "data" / "digits.csv.gz"
+        if csv.is_file():
+            table = np.loadtxt(csv, delimiter=",", dtype=np.float32)
+            if table.shape == (1797, 65):
+                return table[:, :64].reshape(-1, 8, 8), table[:, 64].astype(np.int64)
+    from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    images = np.asarray(bunch.images, dtype=np.float32)[:, None, :, :]
-    labels = np.asarray(bunch.target, dtype=np.int64)
+    return np.asarray(bunch.images, dtype=np.float32), np.asarray(bunch.target, dtype=np.int64)
+
+
+def load_digits_dataset() -> Dataset:
+    """The digits dataset, shape (1, 8, 8), 10 classes, 1397 train / 400 test."""
+    raw_images, labels = _read_digits()
+    images = raw_images[:, None, :, :]
     train_idx, test_idx = stratified_split(labels, DIGITS_TEST_SIZE, DIGITS_SPLIT_SEED)
     norm = NORMALIZATION["digits"]
     return Dataset(

@@ -63,7 +63,9 @@ def _read_split(
     labels = read_idx_gz(name, labels_path, expected_magic=IDX_LABELS_MAGIC, expected_md5=md5.get(labels_file))
     if images.ndim != 3 or images.shape[1:] != (IDX_IMAGE_SIZE, IDX_IMAGE_SIZE) or images.dtype != np.uint8:
         raise corrupt_file(
-            name, images_path, f"expected uint8 N×{IDX_IMAGE_SIZE}×{IDX_IMAGE_SIZE} images, got {images.dtype} {images.shape}"
+            name,
+            images_path,
+            f"expected uint8 N×{IDX_IMAGE_SIZE}×{IDX_IMAGE_SIZE} images, got {images.dtype} {images.shape}",
         )
     if labels.ndim != 1 or labels.dtype != np.uint8:
         raise corrupt_file(name, labels_path, f"expected uint8 labels of shape (N,), got {labels.dtype} {labels.shape}")

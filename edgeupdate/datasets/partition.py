@@ -38,7 +38,7 @@ def partition_indices(
     Raises ``ValueError`` for impossible requests (more parts or shards than samples, α ≤ 0, ...).
     """
     y = _check_labels(labels)
-    if isinstance(num_parts, bool) or not isinstance(num_parts, (int, np.integer)) or num_parts < 1:
+    if not _is_positive_int(num_parts):
         raise ValueError(f"num_parts must be a positive integer, got {num_parts!r}")
     num_parts = int(num_parts)
     if num_parts > y.size:
@@ -46,11 +46,12 @@ def partition_indices(
     if method == "iid":
         parts = _iid(y.size, num_parts, seed)
     elif method == "dirichlet":
-        if not (isinstance(alpha, (int, float, np.floating)) and math.isfinite(alpha) and alpha > 0):
+        is_number = isinstance(alpha, (int, float, np.integer, np.floating)) and not isinstance(alpha, bool)
+        if not (is_number and math.isfinite(alpha) and alpha > 0):
             raise ValueError(f"dirichlet alpha must be a finite number > 0, got {alpha!r}")
         parts = _dirichlet(y, num_parts, float(alpha), seed)
     elif method == "shards":
-        if isinstance(shards_per_part, bool) or not isinstance(shards_per_part, (int, np.integer)) or shards_per_part < 1:
+        if not _is_positive_int(shards_per_part):
             raise ValueError(f"shards_per_part must be a positive integer, got {shards_per_part!r}")
         num_shards = num_parts * int(shards_per_part)
         if num_shards > y.size:
@@ -61,6 +62,10 @@ def partition_indices(
     else:
         raise ValueError(f"unknown partition method {method!r}; choose one of {PARTITION_METHODS}")
     return [np.sort(p).astype(np.int64, copy=False) for p in parts]
+
+
+def _is_positive_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
 
 
 def _check_labels(labels: np.ndarray) -> np.ndarray:

@@ -28,12 +28,14 @@ from edgeupdate.updates.reconstitution import RULES
 from edgeupdate.updates.seeded import mask_positions, resolve_initializer
 from edgeupdate.updates.values import (
     LOSSLESS,
+    VALUE_COMPRESSIONS,
     QuantisationError,
     channels_of,
     decode_values,
     dtype_name,
     effective_precision,
     encode_values,
+    pack_values,
     quantisation_error,
 )
 from edgeupdate.updates.wire import Params
@@ -71,14 +73,25 @@ def _lossy_values(values: torch.Tensor, precision: str, channels: np.ndarray, dt
     return blob, quantisation_error(values, sent)
 
 
-def _dense_entry(name: str, tensor: torch.Tensor, precision: str) -> _Entry:
+def _packed(blob: bytes, prec: str, dtype: torch.dtype, compression: str) -> tuple[bytes, str]:
+    if compression not in VALUE_COMPRESSIONS:
+        raise ValueError(f"unknown value compression {compression!r}; expected one of {VALUE_COMPRESSIONS}")
+    if compression == "zstd" and blob:
+        packed = pack_values(blob, prec, dtype)
+        if len(packed) < len(blob):
+            return packed, "zstd"
+    return blob, "plain"
+
+
+def _dense_entry(name: str, tensor: torch.Tensor, precision: str, compression: str = "none") -> _Entry:
     t = tensor.detach().to("cpu")
     prec = effective_precision(precision, t.dtype, t.dim())
     numel = t.numel()
     values = _flat(t) if prec in LOSSLESS else _flat(t).to(torch.float32)
     blob, err = _lossy_values(values, prec, channels_of(np.arange(numel, dtype=np.int64), tuple(t.shape)), t.dtype)
+    blob, packing = _packed(blob, prec, t.dtype, compression)
     info = TensorInfo(name, "dense", tuple(t.shape), dtype_name(t.dtype), "none", prec, "set", "base",
-                      numel, 0, len(blob))
+                      numel, 0, len(blob), values_packing=packing)
     return info, TensorBlobs(values=blob), err
 
 
@@ -93,17 +106,18 @@ def _delta_values(base: torch.Tensor | None, target: torch.Tensor, pos: np.ndarr
 
 def _sparse_entry(name: str, base: torch.Tensor | None, target: torch.Tensor, positions: np.ndarray,
                   precision: str, coding: str, origin: str, kind: str = "sparse",
-                  params: Params | None = None) -> _Entry:
+                  params: Params | None = None, compression: str = "none") -> _Entry:
     t = target.detach().to("cpu")
     prec = effective_precision(precision, t.dtype, t.dim())
     mode, values = _delta_values(base, t, positions, prec)
     blob, err = _lossy_values(values, prec, channels_of(positions, tuple(t.shape)), t.dtype)
+    blob, packing = _packed(blob, prec, t.dtype, compression)
     if kind == "sparse":
         coding, pos_blob, pos_params = encode_positions(positions, t.numel(), coding)
     else:
         coding, pos_blob, pos_params = "seeded", b"", {}
     info = TensorInfo(name, kind, tuple(t.shape), dtype_name(t.dtype), coding, prec, mode, origin,
-                      int(positions.size), len(pos_blob), len(blob), (), {**pos_params, **(params or {})})
+                      int(positions.size), len(pos_blob), len(blob), (), {**pos_params, **(params or {})}, packing)
     return info, TensorBlobs(positions=pos_blob, values=blob), err
 
 
@@ -137,22 +151,28 @@ def _assemble(entries: list[_Entry], *, method: str, base: StateDict | None, bas
 
 
 def dense_package(target: StateDict, *, method: str, target_version: int, base: StateDict | None = None,
-                  base_version: int | None = None, precision: str = "fp32", extra: dict | None = None) -> UpdatePackage:
-    """The whole model; with ``base`` the package is bound to that base's hash (used only for the check)."""
-    entries = [_dense_entry(name, t, precision) for name, t in target.items()]
+                  base_version: int | None = None, precision: str = "fp32", extra: dict | None = None,
+                  value_compression: str = "none") -> UpdatePackage:
+    """The whole model; with ``base`` the package is bound to that base's hash (used only for the check).
+
+    ``value_compression="zstd"``: byte-plane shuffle + zstd of each tensor's value bytes where smaller (lossless).
+    """
+    entries = [_dense_entry(name, t, precision, value_compression) for name, t in target.items()]
     return _assemble(entries, method=method, base=base, base_version=base_version,
                      target_version=target_version, extra=extra, complete=True)
 
 
 def sparse_package(base: StateDict | None, target: StateDict, *, method: str, target_version: int,
                    base_version: int | None = None, precision: str = "fp32", coding: str = "golomb",
-                   dense_names: Iterable[str] = (), extra: dict | None = None) -> UpdatePackage:
+                   dense_names: Iterable[str] = (), extra: dict | None = None,
+                   value_compression: str = "none") -> UpdatePackage:
     """Per tensor, the positions where ``target`` differs (bitwise) from ``base`` plus values.
 
     ``base=None``: an all-zero base (a pruned model from scratch, no base binding; every tensor is
     listed). fp32 sends the new values ("replace", bit-identical result); fp16/int8/int8-channel
     quantise and add the delta ("add"). ``coding``: bitmap | varint | golomb | auto (smallest).
     Tensors in ``dense_names`` are sent whole; unchanged tensors are skipped.
+    ``value_compression="zstd"``: byte-plane shuffle + zstd of each tensor's value bytes where smaller (lossless).
     """
     dense = set(dense_names)
     unknown = dense - set(target)
@@ -163,7 +183,7 @@ def sparse_package(base: StateDict | None, target: StateDict, *, method: str, ta
     entries: list[_Entry] = []
     for name, t in target.items():
         if name in dense:
-            entries.append(_dense_entry(name, t, precision))
+            entries.append(_dense_entry(name, t, precision, value_compression))
             continue
         b = None if base is None else base[name]
         if b is not None:
@@ -171,14 +191,15 @@ def sparse_package(base: StateDict | None, target: StateDict, *, method: str, ta
         pos = _changed_positions(b, t)
         if pos.size == 0 and base is not None:
             continue
-        entries.append(_sparse_entry(name, b, t, pos, precision, coding, "zero" if base is None else "base"))
+        entries.append(_sparse_entry(name, b, t, pos, precision, coding, "zero" if base is None else "base",
+                                     compression=value_compression))
     return _assemble(entries, method=method, base=base, base_version=base_version,
                      target_version=target_version, extra=extra, complete=base is None)
 
 
 def factor_package(base: StateDict, factors: Mapping[str, LayerFactors], dense: StateDict, *, method: str,
                    target_version: int, base_version: int, precision: str = "fp32",
-                   extra: dict | None = None) -> UpdatePackage:
+                   extra: dict | None = None, value_compression: str = "none") -> UpdatePackage:
     """Factor sets for Conv/FC weights (rebuilt on the device from its own weight) plus dense tensors."""
     entries: list[_Entry] = []
     for name, lf in factors.items():
@@ -206,7 +227,7 @@ def factor_package(base: StateDict, factors: Mapping[str, LayerFactors], dense: 
     for name, t in dense.items():
         if name in factors:
             raise ValueError(f"tensor {name!r} is both factorised and dense")
-        entries.append(_dense_entry(name, t, precision))
+        entries.append(_dense_entry(name, t, precision, value_compression))
     return _assemble(entries, method=method, base=base, base_version=base_version,
                      target_version=target_version, extra=extra, complete=False)
 
@@ -214,7 +235,7 @@ def factor_package(base: StateDict, factors: Mapping[str, LayerFactors], dense: 
 def seeded_package(base: StateDict, *, generator: str, seed: int, params: dict,
                    values: Mapping[str, torch.Tensor] | None, dense: StateDict, method: str,
                    target_version: int, base_version: int, precision: str = "fp32",
-                   coding: str = "golomb", extra: dict | None = None) -> UpdatePackage:
+                   coding: str = "golomb", extra: dict | None = None, value_compression: str = "none") -> UpdatePackage:
     """A seed plus trained values; the device regenerates the rest deterministically.
 
     generator ``"mask"`` (RM, Konečný et al. 2016): ``params["p"]``; for each tensor in ``values``
@@ -242,7 +263,8 @@ def seeded_package(base: StateDict, *, generator: str, seed: int, params: dict,
             _check_pair(name, base[name], t)
             pos = mask_positions(seed, name, t.numel(), p)
             entries.append(_sparse_entry(name, base[name], t, pos, precision, "none", "base",
-                                         kind="masked", params={"seed": int(seed), "p": p}))
+                                         kind="masked", params={"seed": int(seed), "p": p},
+                                         compression=value_compression))
     elif generator == "init":
         initializer = params.get("initializer")
         if not isinstance(initializer, str):
@@ -254,10 +276,11 @@ def seeded_package(base: StateDict, *, generator: str, seed: int, params: dict,
             _check_pair(name, init[name], t)
             pos = _changed_positions(init[name], t)
             if pos.size:
-                entries.append(_sparse_entry(name, init[name], t, pos, precision, coding, "base"))
+                entries.append(_sparse_entry(name, init[name], t, pos, precision, coding, "base",
+                                             compression=value_compression))
     else:
         raise ValueError(f"unknown generator {generator!r}; expected 'mask' or 'init'")
-    entries += [_dense_entry(name, t, precision) for name, t in dense.items()]
+    entries += [_dense_entry(name, t, precision, value_compression) for name, t in dense.items()]
     return _assemble(entries, method=method, base=base, base_version=base_version, target_version=target_version,
                      extra=extra, complete=False, initializer=initializer,
                      initializer_seed=int(seed) if initializer else None)

@@ -42,6 +42,8 @@ from edgeupdate.updates.values import (
     channels_of,
     decode_values,
     dtype_from_name,
+    unpack_values,
+    values_size_bytes,
 )
 from edgeupdate.updates.wire import Params, Reader, Writer
 
@@ -58,6 +60,7 @@ CODINGS = ("none", "bitmap", "varint", "golomb", "seeded")
 PRECISIONS = ("fp32", "fp16", "int8", "int8-channel", "raw")
 MODES = ("set", "replace", "add")
 ORIGINS = ("base", "zero")
+PACKINGS = ("plain", "zstd")
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool")
 _HASH_BYTES = 32
 _FLAG_COMPLETE = 1
@@ -99,6 +102,7 @@ class TensorInfo:
     values_bytes: int = 0
     factors: tuple[FactorInfo, ...] = ()
     params: Params = field(default_factory=dict)
+    values_packing: str = "plain"  # plain | zstd (byte-plane shuffle + zstd of the value bytes)
 
     @property
     def numel(self) -> int:
@@ -178,7 +182,7 @@ def _write_header(h: PackageHeader) -> bytes:
             w.uvarint(d)
         w.u8(CODINGS.index(t.coding))
         w.u8(PRECISIONS.index(t.precision))
-        w.u8(MODES.index(t.mode) | (ORIGINS.index(t.origin) << 4))
+        w.u8(MODES.index(t.mode) | (ORIGINS.index(t.origin) << 4) | (PACKINGS.index(t.values_packing) << 6))
         w.uvarint(t.count)
         w.uvarint(t.positions_bytes)
         w.uvarint(t.values_bytes)
@@ -231,7 +235,7 @@ def _read_header(data: bytes, format_version: int, body_limit: int) -> PackageHe
         coding = _enum(r, CODINGS, "position coding")
         precision = _enum(r, PRECISIONS, "precision")
         mo = r.u8()
-        if (mo & 0x0F) >= len(MODES) or (mo >> 4) >= len(ORIGINS):
+        if (mo & 0x0F) >= len(MODES) or ((mo >> 4) & 3) >= len(ORIGINS) or (mo >> 6) >= len(PACKINGS):
             raise FormatError(f"unknown mode/origin code {mo:#x} for tensor {name!r}")
         count = r.uvarint(limit=MAX_TENSOR_ELEMENTS)
         positions_bytes = r.uvarint(limit=body_limit)
@@ -242,12 +246,19 @@ def _read_header(data: bytes, format_version: int, body_limit: int) -> PackageHe
             fname = r.string(max_len=256)
             fshape = _read_shape(r)
             factors.append(FactorInfo(fname, fshape, r.uvarint(limit=body_limit)))
-        tensors.append(TensorInfo(name, kind, shape, dtype, coding, precision, MODES[mo & 0x0F], ORIGINS[mo >> 4],
-                                  count, positions_bytes, values_bytes, tuple(factors), params))
+        tensors.append(TensorInfo(name, kind, shape, dtype, coding, precision, MODES[mo & 0x0F], ORIGINS[(mo >> 4) & 3],
+                                  count, positions_bytes, values_bytes, tuple(factors), params, PACKINGS[mo >> 6]))
     if not r.done():
         raise FormatError(f"header has {len(data) - r.pos} unread trailing bytes")
     return PackageHeader(format_version, method, base_version, base_hash, target_version, target_hash,
                          tuple(tensors), extra, bool(flags & _FLAG_COMPLETE), initializer, initializer_seed)
+
+
+def _unpacked_values(info: TensorInfo, blob: bytes, count: int, dtype: torch.dtype, channels: np.ndarray) -> bytes:
+    if info.values_packing == "plain":
+        return blob
+    n_channels = int(np.unique(channels).size) if info.precision == "int8-channel" else 1
+    return unpack_values(blob, info.precision, dtype, values_size_bytes(count, info.precision, dtype, n_channels))
 
 
 def _decode_payload(info: TensorInfo, blobs: TensorBlobs) -> _Payload:
@@ -266,7 +277,9 @@ def _decode_payload(info: TensorInfo, blobs: TensorBlobs) -> _Payload:
         if (info.coding, info.mode, info.origin, info.count, info.positions_bytes) != ("none", "set", "base", numel, 0) or info.factors:
             raise FormatError(f"dense tensor {info.name!r}: inconsistent table row")
         all_pos = np.arange(numel, dtype=np.int64)
-        values = decode_values(blobs.values, info.precision, numel, value_dtype, channels_of(all_pos, info.shape))
+        channels = channels_of(all_pos, info.shape)
+        plain = _unpacked_values(info, blobs.values, numel, value_dtype, channels)
+        values = decode_values(plain, info.precision, numel, value_dtype, channels)
         return _Payload(None, values, {})
     if info.kind in ("sparse", "masked"):
         if info.mode not in ("replace", "add") or info.factors:
@@ -286,13 +299,16 @@ def _decode_payload(info: TensorInfo, blobs: TensorBlobs) -> _Payload:
                 raise FormatError(f"masked tensor {info.name!r}: mask has {pos.size} positions, table says {info.count}")
         if info.mode == "replace" and not lossless:
             raise FormatError(f"tensor {info.name!r}: replace mode needs lossless values")
-        values = decode_values(blobs.values, info.precision, info.count, value_dtype, channels_of(pos, info.shape))
+        channels = channels_of(pos, info.shape)
+        plain = _unpacked_values(info, blobs.values, info.count, value_dtype, channels)
+        values = decode_values(plain, info.precision, info.count, value_dtype, channels)
         return _Payload(torch.from_numpy(pos), values, {})
     # factor
     rule = info.params.get("rule")
     if rule not in RULES:
         raise FormatError(f"factor tensor {info.name!r}: unknown reconstitution rule {rule!r}")
-    if info.coding != "none" or info.positions_bytes or info.values_bytes or info.mode != "set" or not info.factors:
+    if (info.coding != "none" or info.positions_bytes or info.values_bytes or info.mode != "set" or not info.factors
+            or info.values_packing != "plain"):
         raise FormatError(f"factor tensor {info.name!r}: inconsistent table row")
     factors = {}
     for f, blob in zip(info.factors, blobs.factors):
@@ -408,13 +424,13 @@ class UpdatePackage:
 
     def _build(self, state: Mapping[str, torch.Tensor]) -> StateDict:
         h = self.header
-        out: StateDict = {} if h.complete else {k: v.detach().clone() for k, v in state.items()}
+        out: StateDict = {} if h.complete else {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
         if h.initializer:
             try:
                 init = resolve_initializer(h.initializer)(int(h.initializer_seed or 0))
             except (KeyError, ValueError) as exc:
                 raise FormatError(f"unknown or unusable initializer {h.initializer!r}") from exc
-            out.update({k: v.detach().clone() for k, v in init.items()})
+            out.update({k: v.detach().to("cpu", copy=True) for k, v in init.items()})
         for info, payload in zip(h.tensors, self._payloads):
             out[info.name] = self._new_tensor(info, payload, out)
         return out
@@ -453,7 +469,7 @@ class UpdatePackage:
         return flat.reshape(info.shape)
 
     def apply(self, state: Mapping[str, torch.Tensor]) -> StateDict:
-        """The new state: base hash checked first, input left untouched, result hash checked last."""
+        """The new state (CPU tensors): base hash checked first, input left untouched, result hash checked last."""
         self._check_base(state)
         out = self._build(state)
         actual = state_hash(out)
@@ -491,7 +507,7 @@ class UpdatePackage:
         for t in h.tensors:
             row: dict[str, Any] = {
                 "name": t.name, "kind": t.kind, "shape": list(t.shape), "dtype": t.dtype, "coding": t.coding,
-                "precision": t.precision, "mode": t.mode, "origin": t.origin, "count": t.count,
+                "precision": t.precision, "values_packing": t.values_packing, "mode": t.mode, "origin": t.origin, "count": t.count,
                 "positions_bytes": t.positions_bytes, "values_bytes": t.values_bytes,
                 "factor_bytes": t.factor_bytes, "params": dict(t.params),
             }

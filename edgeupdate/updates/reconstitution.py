@@ -1,9 +1,10 @@
 """Device-side reconstitution rules for factor packages (Chen et al. 2022, §3–4 and §5.1).
 
 A Conv weight (o, c, kh, kw) is viewed as the o × (c·kh·kw) matrix W, an FC weight is o × i.
-Every rule computes in float64 inside :func:`deterministic_linalg` (one torch thread, so the
-reduction order and therefore every bit of the result is the same in the server's simulation
-and on the device) and returns a tensor of the current weight's shape and dtype.
+Every rule computes on the CPU in float64 inside :func:`deterministic_linalg` (one torch thread,
+so the reduction order and therefore every bit of the result is the same in the server's
+simulation and on the device, whatever device the inputs live on) and returns a CPU tensor of the
+current weight's shape and dtype.
 
 | rule  | factors sent            | device computes                                   | paper        |
 |-------|-------------------------|---------------------------------------------------|--------------|
@@ -46,7 +47,7 @@ def as_matrix(weight: torch.Tensor) -> torch.Tensor:
     """The o × i float64 matrix view of a Conv/FC weight (Chen et al. §4.1)."""
     if weight.dim() < 2:
         raise ValueError(f"a factorised weight needs at least 2 dims, got shape {tuple(weight.shape)}")
-    return weight.detach().to(torch.float64).reshape(weight.shape[0], -1)
+    return weight.detach().to("cpu", torch.float64).reshape(weight.shape[0], -1)
 
 
 def svd_factors(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -77,7 +78,7 @@ def random_right_factor(seed: int, name: str, r: int, i: int) -> torch.Tensor:
 def _factor(factors: Factors, key: str, shape: tuple[int, ...]) -> torch.Tensor:
     if key not in factors:
         raise ValueError(f"missing factor {key!r}")
-    t = factors[key].detach().to(torch.float64)
+    t = factors[key].detach().to("cpu", torch.float64)
     if tuple(t.shape) != shape:
         raise ValueError(f"factor {key!r} has shape {tuple(t.shape)}, expected {shape}")
     return t
@@ -90,7 +91,7 @@ def _cols(factors: Factors, key: str) -> int:
 
 
 def _finish(matrix: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
-    return matrix.reshape(current.shape).to(current.dtype).contiguous()
+    return matrix.reshape(current.shape).to(current.dtype).contiguous()  # on CPU, whatever current's device
 
 
 def rule_ka(current: torch.Tensor, factors: Factors, params: RuleParams) -> torch.Tensor:

@@ -13,10 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import zstandard
 
 from edgeupdate.updates.errors import FormatError
 
 PRECISIONS = ("fp32", "fp16", "int8", "int8-channel")
+VALUE_COMPRESSIONS = ("none", "zstd")
+ZSTD_LEVEL = 19
 LOSSLESS = ("fp32", "raw")
 
 _DTYPES: dict[str, torch.dtype] = {
@@ -130,6 +133,14 @@ def values_size_bytes(count: int, precision: str, dtype: torch.dtype, channel_co
     raise FormatError(f"unknown precision {precision!r}")
 
 
+def _check_scales(scales: np.ndarray) -> None:
+    if not np.all(np.isfinite(scales)) or np.any(scales < 0):
+        raise FormatError("int8 values: a scale is negative or not finite")
+    with np.errstate(over="ignore"):
+        if np.any(scales * np.float32(127.0) > np.finfo(np.float32).max):
+            raise FormatError("int8 values: a scale overflows float32")
+
+
 def decode_values(data: bytes, precision: str, count: int, dtype: torch.dtype,
                   channels: np.ndarray | None = None) -> torch.Tensor:
     """Inverse of :func:`encode_values`: ``dtype`` values for lossless, float32 otherwise."""
@@ -146,10 +157,42 @@ def decode_values(data: bytes, precision: str, count: int, dtype: torch.dtype,
     if precision == "fp16":
         return torch.from_numpy(np.frombuffer(data, dtype="<f2").astype(np.float32))
     if precision == "int8":
-        scale = np.frombuffer(data[:4], dtype="<f4")[0]
+        scale = np.frombuffer(data[:4], dtype="<f4").astype(np.float32)
+        _check_scales(scale)
         q = np.frombuffer(data[4:], dtype=np.int8).astype(np.float32)
-        return torch.from_numpy((q * scale).astype(np.float32))
+        return torch.from_numpy((q * scale[0]).astype(np.float32))
     scales = np.frombuffer(data[: 4 * n_channels], dtype="<f4").astype(np.float32)
+    _check_scales(scales)
     _, inverse = np.unique(channels, return_inverse=True)
     q = np.frombuffer(data[4 * n_channels :], dtype=np.int8).astype(np.float32)
     return torch.from_numpy((q * scales[inverse]).astype(np.float32))
+
+
+def _plane_size(precision: str, dtype: torch.dtype) -> int:
+    if precision in LOSSLESS:
+        return torch.empty((), dtype=dtype).element_size()
+    return 2 if precision == "fp16" else 1
+
+
+def pack_values(plain: bytes, precision: str, dtype: torch.dtype, level: int = ZSTD_LEVEL) -> bytes:
+    """Lossless packing of value bytes: split into byte planes (all first bytes, then all second
+    bytes, ...) so exponents sit together, then zstd. The caller keeps it only if it is smaller."""
+    size = _plane_size(precision, dtype)
+    data = plain
+    if size > 1 and len(plain) % size == 0:
+        data = np.frombuffer(plain, dtype=np.uint8).reshape(-1, size).T.tobytes()
+    return zstandard.ZstdCompressor(level=level).compress(data)
+
+
+def unpack_values(packed: bytes, precision: str, dtype: torch.dtype, expected_bytes: int) -> bytes:
+    """Inverse of :func:`pack_values`; never inflates past ``expected_bytes``."""
+    try:
+        data = zstandard.ZstdDecompressor().decompress(packed, max_output_size=max(expected_bytes, 1))
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"packed values do not decompress: {exc}") from exc
+    if len(data) != expected_bytes:
+        raise FormatError(f"packed values hold {len(data)} bytes, expected {expected_bytes}")
+    size = _plane_size(precision, dtype)
+    if size > 1 and expected_bytes % size == 0:
+        data = np.frombuffer(data, dtype=np.uint8).reshape(size, -1).T.tobytes()
+    return data

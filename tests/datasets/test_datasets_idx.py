@@ -83,7 +83,8 @@ def test_labels_file_in_place_of_images_is_a_wrong_magic_error(tiny_idx_dir) -> 
 
     message = _error_for(folder)
 
-    assert "train-images-idx3-ubyte.gz" in message and f"magic is {IDX_LABELS_MAGIC}, expected {IDX_IMAGES_MAGIC}" in message
+    assert "train-images-idx3-ubyte.gz" in message
+    assert f"magic is {IDX_LABELS_MAGIC}, expected {IDX_IMAGES_MAGIC}" in message
 
 
 def test_non_idx_content_is_rejected(tiny_idx_dir) -> None:
@@ -149,7 +150,8 @@ def test_load_dataset_rejects_files_whose_md5_is_not_official(tiny_idx_dir) -> N
 
 
 def test_load_dataset_reports_missing_directory(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match=r"fashion-mnist: file .*fashion-mnist/train-images-idx3-ubyte.gz is missing"):
+    pattern = r"fashion-mnist: file .*fashion-mnist/train-images-idx3-ubyte.gz is missing"
+    with pytest.raises(DatasetError, match=pattern):
         load_dataset("fashion-mnist", tmp_path)
 
 

@@ -119,11 +119,13 @@ def test_shards_with_fewer_shards_than_classes_still_partition_everything() -> N
     [
         ({"num_parts": 0, "method": "iid"}, "num_parts must be a positive integer"),
         ({"num_parts": 3.0, "method": "iid"}, "num_parts must be a positive integer"),
+        ({"num_parts": True, "method": "iid"}, "num_parts must be a positive integer"),
         ({"num_parts": 21, "method": "iid"}, "num_parts=21 is more than the 20 samples"),
         ({"num_parts": 2, "method": "random"}, "unknown partition method 'random'"),
         ({"num_parts": 2, "method": "dirichlet", "alpha": 0.0}, "alpha must be a finite number > 0"),
         ({"num_parts": 2, "method": "dirichlet", "alpha": -1.0}, "alpha must be a finite number > 0"),
         ({"num_parts": 2, "method": "dirichlet", "alpha": float("nan")}, "alpha must be a finite number > 0"),
+        ({"num_parts": 2, "method": "dirichlet", "alpha": "0.5"}, "alpha must be a finite number > 0"),
         ({"num_parts": 2, "method": "shards", "shards_per_part": 0}, "shards_per_part must be a positive integer"),
         ({"num_parts": 11, "method": "shards", "shards_per_part": 2}, "22 shards is more than the 20 samples"),
     ],

@@ -1,0 +1,25 @@
+"""Shared fixtures: a tiny experiment config and a runner for real simulations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgeupdate.configs import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+TINY = [
+    "rounds=2", "num_devices=3", "model.hidden=[16]", "training.epochs=2", "stream.initial_samples=90",
+    "stream.samples_per_round=30", "client.epochs=1",
+]
+
+
+@pytest.fixture
+def tiny_config():
+    """The quickstart scaled down to 3 devices × 2 rounds (seconds of compute, plus Ray start-up)."""
+    def make(*overrides: str):
+        return load_config(REPO / "configs" / "quickstart.toml", [*TINY, *overrides])
+    return make

@@ -1,0 +1,98 @@
+"""The command line: one-line errors with exit 2 on bad input; package inspect/apply on files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from edgeupdate.cli import main
+from edgeupdate.updates import dense_package, sparse_package
+
+from tests.conftest import REPO
+
+QUICKSTART = str(REPO / "configs" / "quickstart.toml")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["run", QUICKSTART, "--set", "rounds=abc"], "rounds"),
+    (["run", QUICKSTART, "--set", "nonsense.key=1"], "nonsense"),
+    (["run", QUICKSTART, "--set", "novalue"], "key=value"),
+    (["run", "missing.toml"], "does not exist"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_exits_2_with_one_line(args, needle, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1
+
+
+def test_real_entry_point_reports_config_error_without_traceback():
+    proc = subprocess.run([sys.executable, "-m", "edgeupdate.cli", "run", QUICKSTART, "--set", "rounds=abc"],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: config: rounds: expected integer, got 'abc'"]
+
+
+def test_missing_dataset_is_a_one_line_error(tmp_path, capsys):
+    code = main(["run", QUICKSTART, "--set", "dataset.name='mnist'", "--data-dir", str(tmp_path),
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "mnist" in err and "missing" in err and len(err.splitlines()) == 1
+
+
+def test_out_dir_with_results_is_not_overwritten(tmp_path, capsys):
+    (tmp_path / "metrics.csv").write_text("precious")
+    assert main(["run", QUICKSTART, "--out", str(tmp_path)]) == 2
+    assert (tmp_path / "metrics.csv").read_text() == "precious"
+
+
+def _states():
+    base = {"w": torch.zeros(4, 4), "b": torch.zeros(4)}
+    target = {"w": base["w"].clone(), "b": torch.ones(4)}
+    target["w"][1, 2] = 3.0
+    return base, target
+
+
+def test_package_inspect_and_apply(tmp_path, capsys):
+    base, target = _states()
+    torch.save(base, tmp_path / "base.pt")
+    pkg = sparse_package(base, target, method="demo", target_version=2, base_version=1)
+    (tmp_path / "p.bin").write_bytes(pkg.encode())
+
+    assert main(["package", "inspect", str(tmp_path / "p.bin")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["method"] == "demo" and info["target_version"] == 2 and info["tensors"][0]["name"] in ("b", "w")
+
+    assert main(["package", "apply", "--model", str(tmp_path / "base.pt"), "--package", str(tmp_path / "p.bin"),
+                 "--out", str(tmp_path / "new.pt")]) == 0
+    new = torch.load(tmp_path / "new.pt")
+    assert all(torch.equal(new[k], target[k]) for k in target)
+
+
+def test_package_apply_refuses_wrong_base_and_leaves_out_untouched(tmp_path, capsys):
+    base, target = _states()
+    other = {k: v + 1 for k, v in base.items()}
+    torch.save(other, tmp_path / "other.pt")
+    (tmp_path / "out.pt").write_bytes(b"keep me")
+    pkg = dense_package(target, method="demo", target_version=2, base=base, base_version=1)
+    (tmp_path / "p.bin").write_bytes(pkg.encode())
+    code = main(["package", "apply", "--model", str(tmp_path / "other.pt"), "--package", str(tmp_path / "p.bin"),
+                 "--out", str(tmp_path / "out.pt")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "version 1" in err
+    assert (tmp_path / "out.pt").read_bytes() == b"keep me"
+
+
+def test_plot_redraws_from_metrics(tmp_path, capsys):
+    import pandas as pd
+
+    pd.DataFrame({"round": [1, 1, 2, 2], "device_id": [0, 1, 0, 1], "strategy": "full",
+                  "accuracy": [0.5, 0.6, 0.7, 0.8], "bytes_down": [10, 10, 5, 5], "bytes_up": 0}).to_csv(
+        tmp_path / "metrics.csv", index=False)
+    assert main(["plot", str(tmp_path)]) == 0
+    assert (tmp_path / "accuracy_vs_round.png").stat().st_size > 1000
+    assert main(["plot", str(tmp_path / "nothing")]) == 2
