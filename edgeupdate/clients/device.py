@@ -105,7 +105,7 @@ def make_client_app(runtime_for: RuntimeFactory) -> ClientApp:
             if status == P.REJECTED or state.version != int(task["base_version"]):
                 return _reply(msg, state, device_id, P.REJECTED, b"",
                               {"num-examples": 0, "bytes_down_received": bytes_down}, reason or "stale base")
-            payload, metrics = fit(runtime, state.weights, state.version, device_id, round_, task)
+            payload, metrics = fit(runtime, state.weights, state.version, device_id, round_, task, context.state)
         metrics["bytes_down_received"] = bytes_down
         return _reply(msg, state, device_id, status, payload, metrics, reason)
 

@@ -1,42 +1,80 @@
 """Federated baselines: devices train, Flower's own strategy aggregates.
 
-:class:`FederatedStrategy` wraps an inner ``flwr.serverapp.strategy`` instance: devices train on
-the samples they have collected (the same stream the server-retrain family uses) and upload their
-weights as an encoded package; the wrapper decodes them into ``ArrayRecord`` replies and hands them
-to the inner strategy's ``aggregate_train`` — Flower's aggregation, not a re-implementation. The
-aggregate is then pushed to every device like any other release, so bytes are measured the same way
-for both families.
+:class:`FederatedStrategy` wraps an inner ``flwr.serverapp.strategy`` instance and drives it
+through Flower's own two calls each round, so every piece of server state Flower keeps (FedOpt's
+``current_arrays``/m_t/v_t, FedAvgM's momentum, q-FedAvg's global weights) and every hyper-parameter
+it sends (FedProx's ``proximal-mu``) comes from Flower, not from a re-implementation:
+
+1. ``configure_train``: the wrapper samples the round's devices (seeded, ``client.fraction_train``)
+   and calls the inner ``configure_train`` with the deployed global model and a grid that offers
+   exactly those nodes; the inner strategy's config entries (minus ``server-round``) are added to
+   each device's fit task, next to the upload spec (``strategy.params.upload``).
+2. ``aggregate_train``: each device's upload — an encoded package against the global model —
+   is decoded and applied, wrapped as the ``ArrayRecord`` + ``MetricRecord`` reply Flower expects
+   (``num-examples``, ``train_loss``, ``loss_before``), and passed to the inner ``aggregate_train``.
+
+The aggregate is then released to every device like any other version, so bytes are measured the
+same way for both families. Concrete strategies live in :mod:`edgeupdate.strategies.fl_strategies`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from flwr.app import ArrayRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg, Strategy
 
 from edgeupdate import protocol as P
 from edgeupdate.clients.runtime import StateDict
 from edgeupdate.seeding import numpy_rng
 from edgeupdate.strategies.base import DeviceView, EdgeStrategy
+from edgeupdate.strategies.fl_params import FederatedParams
 from edgeupdate.strategies.registry import register
 from edgeupdate.updates import UpdatePackage
 
+#: Keys of the ``MetricRecord`` in every reply handed to the inner strategy.
+REPLY_METRICS = ("num-examples", "train_loss", "loss_before")
+
+
+class SampledNodes:
+    """The part of Flower's ``Grid`` an inner strategy's ``configure_train`` uses: the node ids.
+
+    It offers only this round's sampled nodes, so the inner strategy (built with
+    ``fraction_train=1.0``) configures exactly the devices the wrapper chose.
+    """
+
+    def __init__(self, node_ids: Iterable[int]) -> None:
+        self._nodes = sorted(node_ids)
+
+    def get_node_ids(self) -> list[int]:
+        return list(self._nodes)
+
 
 class FederatedStrategy(EdgeStrategy):
-    """Base for FL strategies; subclasses say which Flower strategy aggregates."""
+    """Base for FL strategies; subclasses say which Flower strategy aggregates (:meth:`make_inner`)."""
 
-    def make_inner(self) -> Strategy:
-        raise NotImplementedError
-
-    def fit_config(self, round_: int) -> dict[str, Any]:
-        """Extra hyper-parameters sent with every fit task (e.g. FedProx's proximal-mu)."""
-        return {}
+    Params: type = FederatedParams
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if not isinstance(self.params, FederatedParams):
+            raise TypeError(f"{type(self).__name__}.Params must derive from FederatedParams, "
+                            f"got {type(self.params).__name__}")
         self.inner = self.make_inner()
+        self.inner_config: dict[str, Any] = {}
+
+    def make_inner(self) -> Strategy:
+        """The Flower strategy that aggregates (built once; it keeps its own state across rounds)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def inner_defaults() -> dict[str, Any]:
+        """Constructor arguments every inner strategy gets: sampling is the wrapper's job."""
+        return {"fraction_train": 1.0, "fraction_evaluate": 0.0, "min_train_nodes": 1,
+                "min_evaluate_nodes": 0, "min_available_nodes": 1}
 
     def sampled(self, round_: int) -> set[int]:
         """Devices that train this round: a seeded sample of ``client.fraction_train``."""
@@ -44,24 +82,30 @@ class FederatedStrategy(EdgeStrategy):
         count = max(1, round(self.cfg.client.fraction_train * len(ids)))
         return set(numpy_rng(self.cfg.seed, "sample", round_).choice(ids, size=count, replace=False).tolist())
 
+    # ------------------------------------------------------------ Flower API
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        chosen = self.sampled(server_round)
+        nodes = [v.node_id for v in self.views.values() if v.device_id in chosen]
+        inner_messages = list(self.inner.configure_train(server_round, ArrayRecord(self.latest.weights),
+                                                         ConfigRecord(), SampledNodes(nodes)))
+        inner_config = dict(inner_messages[0].content.config_records.get("config", {})) if inner_messages else {}
+        inner_config.pop("server-round", None)
+        self.inner_config = inner_config
+        return super().configure_train(server_round, arrays, config, grid)
+
+    # ------------------------------------------------------------------ hooks
     def train_task(self, round_: int, view: DeviceView) -> dict[str, Any] | None:
         if view.device_id not in self.sampled(round_):
             return None
-        task: dict[str, Any] = {"task": P.TASK_FIT, "base_version": self.latest.number, **self.fit_config(round_)}
+        task: dict[str, Any] = {"task": P.TASK_FIT, "base_version": self.latest.number,
+                                **self.inner_config, **self.params.upload.to_task()}
         if view.version != self.latest.number:
             task["package"] = self._encode_for(view.version)[0]
         return task
 
     def next_model(self, round_: int, reports: list[P.DeviceReport]) -> StateDict | None:
-        replies = []
-        for r in reports:
-            if not r.payload:
-                continue
-            weights = UpdatePackage.decode(r.payload).apply(self.latest.weights)
-            content = RecordDict({"arrays": ArrayRecord(weights),
-                                  "metrics": MetricRecord({"num-examples": int(r.metrics["num-examples"]),
-                                                           "train_loss": float(r.metrics.get("train_loss", 0.0))})})
-            replies.append(Message(content, dst_node_id=r.node_id, message_type=MessageType.TRAIN))
+        replies = [self.as_flower_reply(r) for r in reports if r.payload]
         if not replies:
             return None
         arrays, _ = self.inner.aggregate_train(round_, replies)
@@ -70,10 +114,19 @@ class FederatedStrategy(EdgeStrategy):
         new = arrays.to_torch_state_dict()
         return {k: new[k].to(v.dtype).reshape(v.shape) for k, v in self.latest.weights.items()}
 
+    def as_flower_reply(self, report: P.DeviceReport) -> Message:
+        """A device's upload as the TRAIN reply a Flower strategy aggregates."""
+        weights = UpdatePackage.decode(report.payload).apply(self.latest.weights)
+        metrics = MetricRecord({"num-examples": int(report.metrics["num-examples"]),
+                                "train_loss": float(report.metrics.get("train_loss", 0.0)),
+                                "loss_before": float(report.metrics.get("loss_before", 0.0))})
+        content = RecordDict({"arrays": ArrayRecord(weights), "metrics": metrics})
+        return Message(content, dst_node_id=report.node_id, message_type=MessageType.TRAIN)
+
 
 @dataclass(frozen=True)
-class FedAvgParams:
-    """FedAvg has no parameters beyond ``[client]`` (local epochs, lr, batch, fraction_train)."""
+class FedAvgParams(FederatedParams):
+    """FedAvg has no parameters beyond ``[client]`` and the upload encoding."""
 
 
 @register
@@ -84,5 +137,4 @@ class FedAvgStrategy(FederatedStrategy):
     Params = FedAvgParams
 
     def make_inner(self) -> Strategy:
-        return FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=1, min_available_nodes=1)
-
+        return FedAvg(**self.inner_defaults())
