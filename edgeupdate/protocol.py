@@ -8,10 +8,15 @@ would carry for the payload.
 TRAIN message  (server → device, ``ConfigRecord`` under ``"task"``)
     round, task ∈ {"collect", "fit", "status"}, [package: bytes], [fit hyper-parameters]
 TRAIN reply    (``"reply"`` ConfigRecord + ``"metrics"`` MetricRecord)
-    device_id, model_version, model_hash, payload (samples or update package), status
-EVALUATE message (``"task"``): round, package (b"" = nothing new), target_version
-EVALUATE reply: device_id, model_version, model_hash, status; metrics accuracy, loss, num_examples,
-    bytes_down_received, apply_s
+    device_id, model_version, model_hash, payload (samples or update package), status;
+    metrics num-examples, compute_flops and compute_peak_memory_bytes (on-device work, for the
+    simulated clock), train_loss, loss_before
+EVALUATE message (``"task"``): round, package (the bytes as they arrived: b"" = nothing new),
+    target_version, link (``ok`` | ``offline`` | ``cut``: the deadline closed the link part-way),
+    required_memory_bytes (announced apply cost when the package was withheld), crash_point
+    (fault injection: crash at this fraction of the apply step; < 0 = no crash)
+EVALUATE reply: device_id, model_version, model_hash, status, reason; metrics accuracy, loss,
+    num-examples, bytes_down_received, apply_host_s
 """
 
 from __future__ import annotations
@@ -30,7 +35,15 @@ TASK_STATUS = "status"  # only report version and hash
 APPLIED = "applied"  # a package arrived, verified and was applied
 NO_UPDATE = "no_update"  # nothing was sent this round (e.g. server skipped the push)
 REJECTED = "rejected"  # the package failed verification; the old model is kept
-CRASHED = "crashed"  # the device crashed while applying; the old model is kept
+OFFLINE = "offline"  # the device was unreachable; nothing was transferred
+NO_MEMORY = "no_memory"  # the apply step (or local training) needs more memory than the device has
+DEADLINE = "deadline"  # the transfer did not complete before the deadline; the old model is kept
+UPLOADED = "uploaded"  # TRAIN phase: the device's samples reached the server
+TRAINED = "trained"  # TRAIN phase: the device trained and its update reached the server
+
+LINK_OK = "ok"
+LINK_OFFLINE = "offline"
+LINK_CUT = "cut"
 
 
 @dataclass(frozen=True)

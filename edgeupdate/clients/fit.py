@@ -26,6 +26,7 @@ from torch import nn
 from edgeupdate.clients.runtime import ExperimentRuntime, StateDict
 from edgeupdate.clients.upload import UploadSpec, encode_sketched, load_residual, residual_l2, save_residual
 from edgeupdate.clients.upload_structured import make_structure, structure_seed
+from edgeupdate.models.cost import ComputeCost, training_cost
 from edgeupdate.seeding import derive_seed
 from edgeupdate.training import TrainConfig, evaluate, train
 
@@ -71,6 +72,13 @@ def fit(runtime: ExperimentRuntime, weights: StateDict, version: int, device_id:
     if spec.keeps_residual:
         metrics["residual_l2"] = residual_l2(residual)
     return package.encode(), metrics
+
+
+def fit_cost(runtime: ExperimentRuntime, device_id: int, round_: int) -> ComputeCost:
+    """FLOPs and peak memory of :func:`fit` on this device's collected data (for the fleet model)."""
+    c = runtime.cfg.client
+    samples = len(runtime.layout.collected_indices(device_id, round_))
+    return training_cost(runtime.forward, samples, c.epochs, c.batch_size, c.optimizer, c.momentum)
 
 
 def proximal_term(anchor: StateDict, mu: float,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -17,9 +18,14 @@ from edgeupdate.configs import ExperimentConfig, config_from_dict, dump_config
 from edgeupdate.datasets import Dataset, load_dataset
 from edgeupdate.datasets.stream import DataLayout, make_layout
 from edgeupdate.models import build_model
+from edgeupdate.models.cost import ForwardProfile, forward_profile
 from edgeupdate.seeding import derive_seed
 from edgeupdate.training import TensorData
 from edgeupdate.updates import HmacKey, state_hash
+from edgeupdate.updates.cost import state_bytes
+
+if TYPE_CHECKING:
+    from edgeupdate.simulation.clock import SimulatedFleet
 
 StateDict = dict[str, torch.Tensor]
 
@@ -56,6 +62,23 @@ class ExperimentRuntime:
 
     def train_subset(self, indices) -> TensorData:
         return self.dataset.train.subset(torch.as_tensor(indices, dtype=torch.long))
+
+    @functools.cached_property
+    def fleet(self) -> "SimulatedFleet":
+        """The simulated devices (profiles, faults, deadline) — the same in every process."""
+        from edgeupdate.simulation.clock import simulated_fleet
+
+        return simulated_fleet(self.cfg)
+
+    @functools.cached_property
+    def forward(self) -> ForwardProfile:
+        """Per-sample forward-pass costs of the model (FLOPs, activations)."""
+        return forward_profile(self.new_model(0), self.dataset.input_shape)
+
+    @functools.cached_property
+    def model_bytes(self) -> int:
+        """Bytes of the deployed model's tensors."""
+        return state_bytes(self.initial_state)
 
     def signing_key(self) -> HmacKey | None:
         """The shared key packages are signed with (None when signing is off)."""

@@ -99,6 +99,37 @@ class SimulationConfig:
 
 
 @dataclass(frozen=True)
+class FaultsConfig:
+    """Fault injection (see :mod:`edgeupdate.simulation.faults`): per (round, device) probabilities."""
+
+    dropout_prob: float = bounded(0.0, min=0.0, max=1.0)  # unreachable for the whole round
+    corruption_prob: float = bounded(0.0, min=0.0, max=1.0)  # the download arrives with flipped bytes
+    crash_prob: float = bounded(0.0, min=0.0, max=1.0)  # the device crashes part-way through applying
+    corrupt_bytes: int = bounded(1, min=1)  # bytes flipped in a corrupted transfer
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """The simulated devices: who they are (tiers or a CSV), the round deadline and faults.
+
+    ``tiers`` maps catalog tier names (``docs/devices.md``) to fractions of ``num_devices``;
+    ``csv`` (a path, relative to the working directory) lists one device per row instead.
+    ``deadline_s`` bounds each phase a device takes part in (upload / local training, and the
+    push: download + apply + first inference); ``inf`` means none. Rounds start back to back on
+    the simulated clock, at least ``round_interval_s`` apart. With ``budgets`` a device that would
+    miss the deadline or lack memory gets the largest top-|Δ| share of its update that fits.
+    """
+
+    tiers: dict[str, float] = field(default_factory=lambda: {"rpi-gateway": 1.0})
+    csv: str = ""
+    deadline_s: float = bounded(float("inf"), gt=0.0)
+    round_interval_s: float = bounded(0.0, min=0.0)
+    budgets: bool = False
+    server_flop_per_s: float = bounded(10e12, gt=0.0)  # the retraining server's sustained FLOP/s
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """One runnable scenario (a TOML file under ``configs/``)."""
 
@@ -115,4 +146,5 @@ class ExperimentConfig:
     package: PackageConfig = field(default_factory=PackageConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     strategies: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-strategy params for `compare`
+    fleet: FleetConfig = field(default_factory=FleetConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)

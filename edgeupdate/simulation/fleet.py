@@ -373,7 +373,7 @@ def plan_round(device: Device, workload: Workload, round_num: int, seed: int, de
             or math.isnan(deadline_s) or deadline_s <= 0:
         raise FleetError(f"deadline_s must be a number > 0 (inf allowed), got {deadline_s!r}")
     profile, dev = device.profile, device.device_id
-    transfer_s = link_transfer_time_s(profile, workload.down_bytes, "down")
+    transfer_s = link_transfer_time_s(profile, workload.down_bytes, "down") if workload.down_bytes else 0.0
     apply_s = compute_time_s(workload.apply_flops, profile, workload.apply_host_s)
     inference_s = compute_time_s(workload.inference_flops, profile, workload.inference_host_s)
     upload_s = link_transfer_time_s(profile, workload.up_bytes, "up") if workload.up_bytes else 0.0

@@ -1,21 +1,33 @@
 """The metrics collector: one row per (round, device), written as Parquet and CSV.
 
-Columns (units in the names):
+Columns (units in the names; ``_s`` columns without ``host`` are simulated seconds):
 
 =================  ===========================================================================
 round              1-based round
-device_id          the device (Flower partition id)
+device_id          the device (Flower partition id); device_tier its fleet tier
 strategy           strategy name
 accuracy, loss     the deployed model on the device's local test split, after this round
-bytes_down         ``len()`` of every package put into this device's messages this round
+bytes_down         ``len()`` of every payload put into this device's messages this round (a
+                   transfer cut at the deadline counts the bytes that arrived)
 bytes_up           ``len()`` of what the device uploaded (samples or an update package)
-model_version      the version the device holds after the round
+model_version      the version the device holds after the round; model_hash its state hash
 num_examples       size of the device's local test split
-status             applied | no_update | rejected | ... (see ``edgeupdate.protocol``)
-base_version       the version the device held when the package was built
-package_kind       release | catch-up | none
+status             the push: applied | no_update | offline | no_memory | deadline | rejected
+                   (``reason`` says why, in the device's words)
+train_status       the device phase: none | uploaded | trained | offline | no_memory | deadline
+base_version       the version the device held when its package was built
+package_kind       release | catch-up | full | budget | none; catch_up: catch-up or full
 pushed             whether the server released a new version this round
-apply_s            wall seconds the device spent verifying + applying (timing; not deterministic)
+up_to_date         whether the device holds the server's latest state after the round
+sim_time_s         seconds the device was busy this round (device phase + push)
+transfer_s         push download; apply_s apply/reconstitution on the device; upload_s the
+                   device phase's upload; train_s its on-device compute (all simulated)
+deadline_s         the per-phase deadline (inf: none)
+energy_j           energy of the device's work when its profile gives coefficients (else NaN)
+round_start_s      when the round began on the simulated clock; round_sim_time_s how long it
+                   lasted (slowest device, cut at the deadline; at least the round interval)
+server_sim_s       the server's retraining, charged at ``fleet.server_flop_per_s``
+apply_host_s       wall seconds the device process spent applying (timing; not deterministic)
 server_time_s      wall seconds the server spent producing the round's model (timing)
 =================  ===========================================================================
 
@@ -32,7 +44,7 @@ from typing import Any
 import pandas as pd
 from flwr.app import MetricRecord
 
-TIMING_COLUMNS = ("apply_s", "server_time_s")
+TIMING_COLUMNS = ("apply_host_s", "server_time_s")
 REQUIRED_COLUMNS = ("round", "device_id", "strategy", "accuracy", "loss", "bytes_down", "bytes_up",
                     "model_version", "num_examples")
 
@@ -64,6 +76,7 @@ class MetricsCollector:
             "devices": float(len(rows)),
             "applied": float(sum(r.get("status") == "applied" for r in rows)),
             "server_time_s": float(rows[0].get("server_time_s", 0.0)) if rows else 0.0,
+            "round_sim_time_s": float(rows[0].get("round_sim_time_s", 0.0)) if rows else 0.0,
         }
         if self.on_round is not None:
             self.on_round(round_, summary)

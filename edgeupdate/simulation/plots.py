@@ -60,6 +60,11 @@ def plot_run(run_dir: Path, df: pd.DataFrame | None = None) -> list[Path]:
     """(Re)draw a run's plots from its metrics files."""
     from edgeupdate.simulation.metrics import read_metrics
 
+    from edgeupdate.simulation.fleet_plots import FLEET_PLOT, has_fleet_columns, plot_fleet
+
     df = read_metrics(run_dir) if df is None else df
     label = str(df["strategy"].iloc[0]) if len(df) else run_dir.name
-    return plot_runs({label: df}, run_dir, title=run_dir.name)
+    paths = plot_runs({label: df}, run_dir, title=run_dir.name)
+    if len(df) and has_fleet_columns(df):
+        paths.append(plot_fleet({label: df}, run_dir / FLEET_PLOT, title=run_dir.name))
+    return paths

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import flwr
+import pandas as pd
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.clientapp import ClientApp
@@ -74,6 +75,7 @@ def run_server(grid: Grid, runtime: ExperimentRuntime, out_dir: Path,
                    timeout=cfg.simulation.round_timeout_s)
     wall_s = time.perf_counter() - t0
     df = collector.write(out_dir)
+    pd.DataFrame(strategy.version_log).to_csv(out_dir / "versions.csv", index=False)
     summary = {
         "name": cfg.name, "strategy": cfg.strategy.name, "seed": cfg.seed, "rounds": cfg.rounds,
         "num_devices": cfg.num_devices, "wall_time_s": round(wall_s, 3),
@@ -81,6 +83,8 @@ def run_server(grid: Grid, runtime: ExperimentRuntime, out_dir: Path,
         "mean_accuracy": float(df.groupby("round")["accuracy"].mean().mean()),
         "total_bytes_down": int(df["bytes_down"].sum()), "total_bytes_up": int(df["bytes_up"].sum()),
         "server_time_s": round(float(df.groupby("round")["server_time_s"].first().sum()), 3),
+        "sim_time_s": float(df.groupby("round")["round_sim_time_s"].first().sum()),
+        "status_counts": {str(k): int(v) for k, v in df["status"].value_counts().sort_index().items()},
         "versions": {"edgeupdate": __version__, "flwr": flwr.__version__, "torch": torch.__version__,
                      "python": platform.python_version()},
     }
@@ -111,6 +115,7 @@ def progress_printer(cfg: ExperimentConfig, stream=sys.stdout) -> RoundCallback:
         print(f"round {round_:>3}/{cfg.rounds}  acc {s['mean_accuracy']:.4f} (min {s['min_accuracy']:.4f})  "
               f"down {s['bytes_down'] / devices / 1000:9.1f} kB/device  up {s['bytes_up'] / devices / 1000:8.1f} kB/device  "
               f"applied {int(s['applied'])}/{int(s['devices'])}  server {s['server_time_s']:.1f} s  "
+              f"sim {s['round_sim_time_s']:.4g} s  "
               f"elapsed {time.perf_counter() - t0:.1f} s", file=stream, flush=True)
 
     return show
@@ -133,7 +138,8 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, data_dir: str | None
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.toml").write_text(dump_config(cfg))
-    runtime = experiment_runtime(cfg, data_dir)  # fail fast on data problems, before Ray starts
+    runtime = experiment_runtime(cfg, data_dir)  # fail fast on data and fleet problems, before Ray starts
+    runtime.fleet  # noqa: B018 (builds and validates the fleet)
     client_app: ClientApp = make_client_app(lambda _ctx: experiment_runtime(cfg, data_dir))
     server_app = make_server_app(lambda _ctx: runtime, lambda _ctx: out_dir, progress)
     if not verbose:

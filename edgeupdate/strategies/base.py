@@ -1,16 +1,23 @@
-"""The strategy base: one Flower round loop shared by every strategy.
+"""The strategy base: one Flower round loop shared by every strategy, run over the simulated fleet.
 
 Per round, in Flower's terms (``Strategy.start`` drives it):
 
-1. ``configure_train`` — one TRAIN message per device: the task from :meth:`EdgeStrategy.train_task`
-   (upload collected samples, train locally, or just report).
-2. ``aggregate_train`` — decode replies (sorted by device id), then :meth:`EdgeStrategy.next_model`
-   returns the new model (or ``None``: no push this round). It becomes version r once encoded:
-   the stored version is what a device holds after applying the package (lossy encodings included).
-3. ``configure_evaluate`` — per device a package from *its* version to the latest: the release
-   package (from :meth:`EdgeStrategy.release_package`) for devices one version behind, a catch-up
-   package (:meth:`EdgeStrategy.catch_up_package`) otherwise. Each distinct package is encoded once.
+1. ``configure_train`` — one TRAIN message per reachable device that has work: the task from
+   :meth:`EdgeStrategy.train_task` (upload collected samples, train locally, or just report).
+2. ``aggregate_train`` — decode replies (sorted by device id); the simulated link decides whose
+   upload arrived before the deadline; :meth:`EdgeStrategy.next_model` returns the new model (or
+   ``None``: no push this round). It becomes version r once encoded: the stored version is what a
+   device holds after applying the package (lossy encodings included).
+3. ``configure_evaluate`` — per device a package from *its* state to the latest: the release
+   package (:meth:`EdgeStrategy.release_package`) for devices holding its base, a catch-up package
+   (:meth:`EdgeStrategy.catch_up_package`: a sparse delta or the full model, whichever is smaller)
+   otherwise. The fleet model plans what happens on the device's link (offline, no_memory,
+   deadline, a corrupted transfer, a crash) and the message carries exactly the bytes that
+   arrive; with ``fleet.budgets`` a device that would miss the deadline or lack memory gets the
+   largest top-|Δ| share of its update that fits (:meth:`EdgeStrategy.budget_package`). Each
+   distinct package is encoded once.
 4. ``aggregate_evaluate`` — devices verify, apply, evaluate; one metrics row per (round, device).
+   Every state a device reports must be one the server issued (its hash is in the version log).
 
 A subclass overrides a hook or two. Server-retrain strategies derive from
 :class:`ServerRetrainStrategy` and implement :meth:`ServerRetrainStrategy.retrain`.
@@ -23,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
@@ -32,9 +40,19 @@ from edgeupdate import protocol as P
 from edgeupdate.clients.runtime import ExperimentRuntime, StateDict
 from edgeupdate.datasets import NORMALIZATION
 from edgeupdate.datasets.codec import decode_samples
+from edgeupdate.simulation.fleet import RoundOutcome, Workload
 from edgeupdate.simulation.metrics import MetricsCollector
+from edgeupdate.simulation.network import largest_fitting_int
 from edgeupdate.training import TensorData
-from edgeupdate.updates import UpdatePackage, dense_package, sparse_package, state_hash
+from edgeupdate.updates import UpdatePackage, dense_package, sparse_package
+from edgeupdate.updates.cost import ApplyCost, apply_cost, state_bytes
+
+#: Push outcomes the device must report exactly as planned (a mismatch is a simulation bug).
+_PLANNED_EXACTLY = (P.OFFLINE, P.NO_MEMORY, P.DEADLINE)
+
+
+class FleetInvariantError(RuntimeError):
+    """A device did something the simulated fleet rules out (e.g. applied corrupted bytes)."""
 
 
 @dataclass(frozen=True)
@@ -44,11 +62,13 @@ class NoParams:
 
 @dataclass(frozen=True)
 class ModelVersion:
-    """A model version as devices hold it."""
+    """A model state a device may hold: a release of round ``number`` or a budgeted share of one."""
 
     number: int
     weights: StateDict
     hash: str
+    kind: str = "release"  # initial | release | budget
+    parent: str = ""  # the state a budget package was built from
 
 
 @dataclass
@@ -61,21 +81,44 @@ class DeviceView:
     hash: str = ""
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """One package as sent: its bytes, what it is, and what applying it costs the device."""
+
+    payload: bytes
+    kind: str  # release | catch-up | full | budget
+    cost: ApplyCost
+    base_version: int
+
+
+@dataclass
+class Push:
+    """What the push of one round did for one device (server side)."""
+
+    kind: str = "none"
+    base_version: int = 0
+    outcome: RoundOutcome | None = None
+
+
 @dataclass
 class RoundLog:
     """Per-round bookkeeping that ends up in the metrics rows."""
 
+    start_s: float = 0.0
     bytes_down: dict[int, int] = field(default_factory=dict)
     bytes_up: dict[int, int] = field(default_factory=dict)
-    base_version: dict[int, int] = field(default_factory=dict)
-    package_kind: dict[int, str] = field(default_factory=dict)
+    train_status: dict[int, str] = field(default_factory=dict)
+    train: dict[int, RoundOutcome] = field(default_factory=dict)
+    push: dict[int, Push] = field(default_factory=dict)
     pushed: bool = False
     server_time_s: float = 0.0
+    server_flops: float = 0.0
+    release_s: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
 
 
 class EdgeStrategy(Strategy):
-    """Base of all edgeupdate strategies: device bookkeeping, packages, measurements."""
+    """Base of all edgeupdate strategies: device bookkeeping, packages, the fleet, measurements."""
 
     name: ClassVar[str] = "edge"
     Params: ClassVar[type] = NoParams
@@ -85,23 +128,31 @@ class EdgeStrategy(Strategy):
         """``devices`` maps Flower node id → device id (learnt before round 1)."""
         self.runtime = runtime
         self.cfg = runtime.cfg
+        self.fleet = runtime.fleet
         self.params = params
         self.collector = collector
         self.views = {node: DeviceView(dev, node, 0, runtime.initial_hash) for node, dev in devices.items()}
-        v0 = ModelVersion(0, runtime.initial_state, runtime.initial_hash)
-        self.versions: dict[int, ModelVersion] = {0: v0}
+        v0 = ModelVersion(0, runtime.initial_state, runtime.initial_hash, kind="initial")
+        self.states: dict[str, ModelVersion] = {v0.hash: v0}  # every state a device may hold now
+        self.version_log: list[dict[str, Any]] = []
+        self._log_version(0, v0)
         self.latest = v0
         self.key = runtime.signing_key()
         self.log = RoundLog()
+        self.clock_s = 0.0  # simulated time at which the next round starts
         self._release: UpdatePackage | None = None
+        self._encoded: dict[str, Encoded] = {}
 
     # ------------------------------------------------------------------ hooks
     def train_task(self, round_: int, view: DeviceView) -> dict[str, Any] | None:
         """The TRAIN task for ``view`` this round (None: send nothing)."""
-        return {"task": P.TASK_STATUS}
+        return None
 
     def next_model(self, round_: int, reports: list[P.DeviceReport]) -> StateDict | None:
-        """The new model from this round's TRAIN replies; None keeps the current version."""
+        """The new model from this round's TRAIN replies; None keeps the current version.
+
+        Implementations set ``self.log.server_flops`` to the work they did (for the simulated clock).
+        """
         raise NotImplementedError
 
     def release_package(self, round_: int, base: ModelVersion, target: StateDict) -> UpdatePackage:
@@ -110,7 +161,7 @@ class EdgeStrategy(Strategy):
                              base_version=base.number, precision=self.cfg.package.precision)
 
     def catch_up_package(self, base: ModelVersion, target: ModelVersion) -> UpdatePackage:
-        """A package from an older version: the smaller of a sparse delta and the dense model."""
+        """A package from an older state: the smaller of a sparse delta and the dense model."""
         pkg = self.cfg.package
         sparse = sparse_package(base.weights, target.weights, method=f"{self.name}-catch-up",
                                 target_version=target.number, base_version=base.number,
@@ -118,6 +169,21 @@ class EdgeStrategy(Strategy):
         dense = dense_package(target.weights, method=f"{self.name}-catch-up", target_version=target.number,
                               base=base.weights, base_version=base.number, precision="fp32")
         return min((sparse, dense), key=lambda p: len(p.encode(self.key)))
+
+    def budget_package(self, base: ModelVersion, target: ModelVersion, count: int) -> UpdatePackage:
+        """The ``count`` largest changes |Δw| from ``base`` to ``target`` (a per-device budget)."""
+        flat = {k: (target.weights[k].float() - v.float()).abs().reshape(-1) for k, v in base.weights.items()}
+        order = torch.cat(list(flat.values())).argsort(descending=True, stable=True)[:count]
+        keep = torch.zeros(sum(t.numel() for t in flat.values()), dtype=torch.bool)
+        keep[order] = True
+        partial, offset = {}, 0
+        for k, v in base.weights.items():
+            n = v.numel()
+            mask = keep[offset:offset + n].reshape(v.shape)
+            partial[k] = torch.where(mask, target.weights[k], v)
+            offset += n
+        return sparse_package(base.weights, partial, method=f"{self.name}-budget", target_version=target.number,
+                              base_version=base.number, precision="fp32", coding=self.cfg.package.coding)
 
     def analytic_bytes_down(self, package: UpdatePackage) -> float | None:
         """An analytic estimate of a package's size (e.g. DPU's S_w·k·I + S_x(k)·I); None if none."""
@@ -129,11 +195,15 @@ class EdgeStrategy(Strategy):
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
-        self.log = RoundLog()
+        self.log = RoundLog(start_s=self.clock_s)
+        self._encoded = {}
         messages = []
         for view in self._views_in_order():
             task = self.train_task(server_round, view)
             if task is None:
+                continue
+            if not self.fleet.reachable(server_round, view.device_id, self.log.start_s):
+                self.log.train_status[view.device_id] = P.OFFLINE
                 continue
             content = ConfigRecord({"round": server_round, **task})
             if task.get("package"):
@@ -144,67 +214,186 @@ class EdgeStrategy(Strategy):
 
     def aggregate_train(self, server_round: int,
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        reports = self._reports(replies)
-        for r in reports:
-            self.log.bytes_up[r.device_id] = len(r.payload)
+        arrived = []
+        for r in self._reports(replies):
+            dev = r.device_id
+            self.log.bytes_up[dev] = len(r.payload)
+            workload = Workload(down_bytes=self.log.bytes_down.get(dev, 0), up_bytes=len(r.payload),
+                                apply_flops=float(r.metrics.get("compute_flops", 0.0)),
+                                apply_peak_memory_bytes=int(r.metrics.get("compute_peak_memory_bytes", 0)))
+            outcome = self.fleet.plan(server_round, dev, workload, self.log.start_s, transfer_faults=False)
+            self.log.train[dev] = outcome
+            if r.status not in (P.UPLOADED, P.TRAINED):
+                self.log.train_status[dev] = r.status
+            elif outcome.status != "applied":  # the upload did not make it (deadline, went offline)
+                self.log.train_status[dev] = outcome.status
+            else:
+                self.log.train_status[dev] = r.status
+                arrived.append(r)
+        train_phase_s = max((o.sim_time_s for o in self.log.train.values()), default=0.0)
         t0 = time.perf_counter()
-        target = self.next_model(server_round, reports)
+        target = self.next_model(server_round, arrived)
         if target is not None:
             base = self.latest
             package = self.release_package(server_round, base, target)
             weights = package.apply(base.weights)  # exactly what a device will hold
             self.latest = ModelVersion(server_round, weights, package.header.target_hash)
-            self.versions[server_round] = self.latest
+            self.states[self.latest.hash] = self.latest
+            self._log_version(server_round, self.latest)
             self._release = package
             self.log.pushed = True
         else:
             self._release = None
         self.log.server_time_s = time.perf_counter() - t0
+        self.log.release_s = self.log.start_s + train_phase_s + self.fleet.server_time_s(self.log.server_flops)
         return ArrayRecord(self.latest.weights), MetricRecord({"server_time_s": self.log.server_time_s})
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
-        encoded: dict[int, tuple[bytes, str]] = {}
         messages = []
         for view in self._views_in_order():
-            payload, kind = b"", "none"
-            if view.version != self.latest.number:
-                if view.version not in encoded:
-                    encoded[view.version] = self._encode_for(view.version)
-                payload, kind = encoded[view.version]
-            self.log.bytes_down[view.device_id] = self.log.bytes_down.get(view.device_id, 0) + len(payload)
-            self.log.base_version[view.device_id] = view.version
-            self.log.package_kind[view.device_id] = kind
-            task = ConfigRecord({"round": server_round, "package": payload,
-                                 "target_version": self.latest.number})
-            messages.append(Message(RecordDict({P.TASK: task}), dst_node_id=view.node_id,
+            task: dict[str, Any] = {"round": server_round, "target_version": self.latest.number,
+                                    "package": b"", "link": P.LINK_OK,
+                                    "upload_acked": self.log.train_status.get(view.device_id) == P.UPLOADED}
+            push = Push(base_version=view.version)
+            if view.hash != self.latest.hash:
+                enc = self._package_for(view)
+                outcome = self._plan_push(server_round, view, enc)
+                if self.cfg.fleet.budgets and outcome.status in (P.DEADLINE, P.NO_MEMORY):
+                    enc, outcome = self._budgeted(server_round, view, enc, outcome)
+                push = Push(enc.kind, enc.base_version, outcome)
+                task.update(self._act_out(server_round, view.device_id, enc, outcome))
+            self.log.push[view.device_id] = push
+            self.log.bytes_down[view.device_id] = self.log.bytes_down.get(view.device_id, 0) + len(task["package"])
+            messages.append(Message(RecordDict({P.TASK: ConfigRecord(task)}), dst_node_id=view.node_id,
                                     message_type=MessageType.EVALUATE))
         return messages
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         reports = self._reports(replies)
+        push_phase_s = max((p.outcome.sim_time_s for p in self.log.push.values() if p.outcome), default=0.0)
+        duration_s = self.log.release_s - self.log.start_s + push_phase_s
+        next_start_s = self.fleet.next_round_start_s(self.log.start_s, duration_s)
         for r in reports:
-            self.collector.add_row(
-                round=server_round, device_id=r.device_id, strategy=self.name,
-                accuracy=r.metrics.get("accuracy", float("nan")), loss=r.metrics.get("loss", float("nan")),
-                bytes_down=self.log.bytes_down.get(r.device_id, 0), bytes_up=self.log.bytes_up.get(r.device_id, 0),
-                model_version=r.model_version, num_examples=int(r.metrics.get("num-examples", 0)),
-                status=r.status, base_version=self.log.base_version.get(r.device_id, r.model_version),
-                package_kind=self.log.package_kind.get(r.device_id, "none"), pushed=self.log.pushed,
-                apply_s=r.metrics.get("apply_s", 0.0), server_time_s=self.log.server_time_s,
-                reason=r.reason,
-                **self.log.extra)
+            self._check_report(server_round, r)
+            self.collector.add_row(**self._row(server_round, r, next_start_s - self.log.start_s))
+        self.clock_s = next_start_s
+        held = {v.hash for v in self.views.values()} | {self.latest.hash}
+        self.states = {h: s for h, s in self.states.items() if h in held}
         return self.collector.round_summary(server_round)
 
+    # -------------------------------------------------------------- the push
+    def _package_for(self, view: DeviceView) -> Encoded:
+        """The package that takes ``view``'s state to the latest (encoded once per base state)."""
+        if view.hash not in self._encoded:
+            release = self._release
+            base = self.states[view.hash]
+            if release is not None and release.header.base_hash in (view.hash, None):
+                package, kind = release, "release"  # base-free packages fit any state
+            else:
+                package = self.catch_up_package(base, self.latest)
+                kind = "full" if all(t.kind == "dense" for t in package.header.tensors) else "catch-up"
+            self._encoded[view.hash] = self._encode(package, kind, base)
+        return self._encoded[view.hash]
+
+    def _encode(self, package: UpdatePackage, kind: str, base: ModelVersion) -> Encoded:
+        payload = package.encode(self.key)
+        return Encoded(payload, kind, apply_cost(package.header, len(payload), state_bytes(base.weights)),
+                       base.number)
+
+    def _plan_push(self, round_: int, view: DeviceView, enc: Encoded) -> RoundOutcome:
+        workload = Workload(down_bytes=len(enc.payload), apply_flops=enc.cost.flops,
+                            apply_peak_memory_bytes=enc.cost.peak_memory_bytes,
+                            inference_flops=self.runtime.forward.flops)
+        return self.fleet.plan(round_, view.device_id, workload, self.log.release_s)
+
+    def _budgeted(self, round_: int, view: DeviceView, enc: Encoded,
+                  outcome: RoundOutcome) -> tuple[Encoded, RoundOutcome]:
+        """The largest top-|Δ| share of the update that fits the device's deadline and memory."""
+        base = self.states[view.hash]
+        changed = int(sum((self.latest.weights[k] != v).sum() for k, v in base.weights.items()))
+        tried: dict[int, tuple[Encoded, RoundOutcome]] = {}
+
+        def fits(count: int) -> bool:
+            if count not in tried:
+                candidate = self._encode(self.budget_package(base, self.latest, count), "budget", base)
+                tried[count] = (candidate, self._plan_push(round_, view, candidate))
+            return tried[count][1].status not in (P.DEADLINE, P.NO_MEMORY)
+
+        best = largest_fitting_int(fits, 1, changed) if changed else None
+        if best is None:
+            return enc, outcome
+        candidate, planned = tried[best]
+        package = UpdatePackage.decode(candidate.payload, self.key)
+        weights = package.apply(base.weights)
+        state = ModelVersion(self.latest.number, weights, package.header.target_hash, kind="budget", parent=base.hash)
+        if state.hash not in self.states:
+            self.states[state.hash] = state
+            self._log_version(round_, state)
+        return candidate, planned
+
+    def _act_out(self, round_: int, device_id: int, enc: Encoded, outcome: RoundOutcome) -> dict[str, Any]:
+        """The EVALUATE task fields that make the device experience ``outcome``."""
+        if outcome.status == P.OFFLINE:
+            return {"package": b"", "link": P.LINK_OFFLINE}
+        if outcome.status == P.NO_MEMORY:
+            return {"package": b"", "required_memory_bytes": enc.cost.peak_memory_bytes}
+        if outcome.status == P.DEADLINE:
+            arrived = self.fleet.delivered_bytes(device_id, outcome, len(enc.payload))
+            return {"package": enc.payload[:arrived], "link": P.LINK_CUT}
+        if outcome.corrupt_transfer:
+            faults = self.fleet.faults
+            return {"package": faults.maybe_corrupt(enc.payload, self.fleet.seed, round_, device_id, "down")}
+        if outcome.crash_during_apply:
+            return {"package": enc.payload, "crash_point": float(outcome.crash_point)}
+        return {"package": enc.payload}
+
+    def _check_report(self, round_: int, r: P.DeviceReport) -> None:
+        push = self.log.push.get(r.device_id)
+        planned = push.outcome.status if push and push.outcome else None
+        if planned in _PLANNED_EXACTLY and r.status != planned:
+            raise FleetInvariantError(f"round {round_}: device {r.device_id} reported {r.status!r}, "
+                                      f"the fleet planned {planned!r} ({r.reason})")
+        if planned == P.REJECTED and r.status == P.APPLIED:
+            raise FleetInvariantError(f"round {round_}: device {r.device_id} applied a package the fleet "
+                                      f"corrupted or crashed")
+        if r.model_hash not in self.states:
+            raise FleetInvariantError(f"round {round_}: device {r.device_id} holds weights (hash "
+                                      f"{r.model_hash[:16]}) that match no version the server issued")
+
+    # -------------------------------------------------------------- metrics
+    def _row(self, round_: int, r: P.DeviceReport, round_sim_time_s: float) -> dict[str, Any]:
+        dev = r.device_id
+        push = self.log.push.get(dev, Push())
+        out, train = push.outcome, self.log.train.get(dev)
+        device_busy_s = (out.sim_time_s if out else 0.0) + (train.sim_time_s if train else 0.0)
+        energy = [o.energy_j for o in (out, train) if o is not None and o.energy_j is not None]
+        return dict(
+            round=round_, device_id=dev, strategy=self.name, device_tier=self.fleet.tier(dev),
+            accuracy=r.metrics.get("accuracy", float("nan")), loss=r.metrics.get("loss", float("nan")),
+            bytes_down=self.log.bytes_down.get(dev, 0), bytes_up=self.log.bytes_up.get(dev, 0),
+            model_version=r.model_version, model_hash=r.model_hash,
+            num_examples=int(r.metrics.get("num-examples", 0)), status=r.status, reason=r.reason,
+            train_status=self.log.train_status.get(dev, "none"),
+            base_version=push.base_version if out else r.model_version, package_kind=push.kind,
+            catch_up=push.kind in ("catch-up", "full"), pushed=self.log.pushed,
+            up_to_date=r.model_hash == self.latest.hash,
+            sim_time_s=device_busy_s, transfer_s=out.transfer_s if out else 0.0,
+            apply_s=out.apply_s if out else 0.0, upload_s=train.upload_s if train else 0.0,
+            train_s=train.apply_s if train else 0.0, deadline_s=self.fleet.deadline_s,
+            energy_j=sum(energy) if energy else float("nan"),
+            round_start_s=self.log.start_s, round_sim_time_s=round_sim_time_s,
+            server_sim_s=self.fleet.server_time_s(self.log.server_flops),
+            apply_host_s=r.metrics.get("apply_host_s", 0.0), server_time_s=self.log.server_time_s,
+            **self.log.extra)
+
     # -------------------------------------------------------------- helpers
+    def _log_version(self, round_: int, state: ModelVersion) -> None:
+        self.version_log.append({"round": round_, "model_version": state.number, "model_hash": state.hash,
+                                 "kind": state.kind, "parent_hash": state.parent})
+
     def _views_in_order(self) -> list[DeviceView]:
         return sorted(self.views.values(), key=lambda v: v.device_id)
-
-    def _encode_for(self, version: int) -> tuple[bytes, str]:
-        release = self._release
-        if release is not None and release.header.base_version in (version, None):
-            return release.encode(self.key), "release"  # base-free packages fit any version
-        return self.catch_up_package(self.versions[version], self.latest).encode(self.key), "catch-up"
 
     def _reports(self, replies: Iterable[Message]) -> list[P.DeviceReport]:
         reports = []
@@ -243,7 +432,7 @@ class ServerRetrainStrategy(EdgeStrategy):
         layout = self.runtime.layout
         if round_ == 1 or self.cfg.stream.source == "server":
             idx = [layout.arrivals(d, round_) for d in range(layout.num_devices)]
-            self.pool.append(self.runtime.train_subset(_concat(idx)))
+            self.pool.append(self.runtime.train_subset(np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64)))
         else:
             norm = NORMALIZATION[self.runtime.dataset.name]
             for r in reports:
@@ -251,14 +440,13 @@ class ServerRetrainStrategy(EdgeStrategy):
                     self.pool.append(decode_samples(r.payload, norm))
         data = TensorData(torch.cat([d.x for d in self.pool if len(d)]), torch.cat([d.y for d in self.pool if len(d)]))
         self.log.extra["server_samples"] = float(len(data))
+        self.log.server_flops = self.retrain_flops(len(data))
         return self.retrain(round_, self.latest, data)
+
+    def retrain_flops(self, samples: int) -> float:
+        """FLOPs of one retraining on ``samples`` (forward + backward ≈ 3 forward passes per epoch)."""
+        return 3.0 * self.runtime.forward.flops * samples * self.cfg.training.epochs
 
     def retrain(self, round_: int, deployed: ModelVersion, data: TensorData) -> StateDict | None:
         """Train on ``data`` (= Dʳ) starting from whatever the method wants; return the target."""
         raise NotImplementedError
-
-
-def _concat(parts):
-    import numpy as np
-
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)

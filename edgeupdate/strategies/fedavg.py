@@ -99,15 +99,16 @@ class FederatedStrategy(EdgeStrategy):
         if view.device_id not in self.sampled(round_):
             return None
         task: dict[str, Any] = {"task": P.TASK_FIT, "base_version": self.latest.number,
-                                **self.inner_config, **self.params.upload.to_task()}
-        if view.version != self.latest.number:
-            task["package"] = self._encode_for(view.version)[0]
+                                "base_hash": self.latest.hash, **self.inner_config, **self.params.upload.to_task()}
+        if view.hash != self.latest.hash:
+            task["package"] = self._package_for(view).payload
         return task
 
     def next_model(self, round_: int, reports: list[P.DeviceReport]) -> StateDict | None:
         replies = [self.as_flower_reply(r) for r in reports if r.payload]
         if not replies:
             return None
+        self.log.server_flops = 3.0 * len(replies) * sum(v.numel() for v in self.latest.weights.values())
         arrays, _ = self.inner.aggregate_train(round_, replies)
         if arrays is None:
             return None
