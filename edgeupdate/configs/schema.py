@@ -126,6 +126,7 @@ class FleetConfig:
     round_interval_s: float = bounded(0.0, min=0.0)
     budgets: bool = False
     server_flop_per_s: float = bounded(10e12, gt=0.0)  # the retraining server's sustained FLOP/s
+    host_flop_per_s: float = bounded(50e9, gt=0.0)  # what relative_speed = 1 means (deterministic clock)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
 
 

@@ -21,7 +21,7 @@ least ``round_interval_s`` after this one started.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from edgeupdate.configs import ConfigError, ExperimentConfig
 from edgeupdate.simulation.faults import FaultConfig
@@ -85,6 +85,15 @@ class SimulatedFleet:
         return start_s + max(duration_s, self.round_interval_s)
 
 
+def _in_flop_per_s(device: Device, host_flop_per_s: float) -> Device:
+    """A ``relative_speed`` profile expressed in FLOP/s, so the clock never depends on host timings."""
+    p = device.profile
+    if p.compute_flop_per_s is not None:
+        return device
+    return replace(device, profile=replace(p, compute_flop_per_s=p.relative_speed * host_flop_per_s,
+                                           relative_speed=None))
+
+
 def simulated_fleet(cfg: ExperimentConfig) -> SimulatedFleet:
     """The fleet described by ``cfg.fleet`` (a config error names the key on bad input)."""
     f = cfg.fleet
@@ -94,6 +103,7 @@ def simulated_fleet(cfg: ExperimentConfig) -> SimulatedFleet:
         devices = build_fleet(spec, cfg.num_devices, cfg.seed)
     except FleetError as err:
         raise ConfigError(key, str(err)) from None
+    devices = [_in_flop_per_s(d, f.host_flop_per_s) for d in devices]
     faults = FaultConfig(dropout_prob=f.faults.dropout_prob, corruption_prob=f.faults.corruption_prob,
                          crash_prob=f.faults.crash_prob, corrupt_bytes=f.faults.corrupt_bytes)
     return SimulatedFleet(tuple(devices), faults, f.deadline_s, f.round_interval_s, f.server_flop_per_s,

@@ -32,6 +32,13 @@ def test_full_updates_miss_the_lora_deadline_and_offline_devices_catch_up(tiny_c
     assert (nbiot["status"] == "applied").any()
     for r, d in dropped:
         assert df[(df["round"] == r) & (df["device_id"] == d)]["status"].item() == "offline"
+    # a device offline in round r uploads its backlog (rounds r and r+1) when it is back
+    backlog = [(r, d) for r, d in dropped if 2 <= r < 3 and (r + 1, d) not in dropped]
+    assert backlog, "precondition: a device misses an upload round and comes back"
+    for r, d in backlog:
+        later = df[df["round"] == r + 1].set_index("device_id")["bytes_up"]
+        regular = later.drop([x for (q, x) in dropped if q in (r, r + 1)], errors="ignore")
+        assert later[d] > 1.5 * regular.median()
     # a device that missed a version gets a catch-up package (or the full model) from its own
     behind = nbiot[(nbiot["round"] > 1) & (nbiot["base_version"] < nbiot["round"] - 1)
                    & (nbiot["status"] != "offline")]
@@ -75,3 +82,20 @@ def test_ka_on_a_memory_poor_device_is_no_memory_or_a_budgeted_share(tiny_config
         row = df.loc[(1, 1)]  # ... and, needing no SVD, the whole update as a sparse delta in memory
         assert (row["status"], row["package_kind"], bool(row["up_to_date"])) == ("applied", "budget", True)
     assert set(df["model_hash"]) <= set(versions["model_hash"])
+
+
+def test_a_device_without_memory_for_local_training_sits_fl_rounds_out(tiny_config, tmp_path):
+    csv = tmp_path / "fleet.csv"
+    csv.write_text("device_id,tier,memory_bytes\n0,rpi-gateway,\n1,rpi-gateway,30000\n2,rpi-gateway,\n")
+    cfg = tiny_config("num_devices=3", "rounds=2", f"fleet.csv={csv}", "strategy.name=fedavg", "strategy.params={}",
+                      "client.optimizer=sgd", "client.momentum=0.0", "client.batch_size=32")
+
+    run_experiment(cfg, tmp_path / "run", progress=False)
+    df = pd.read_csv(tmp_path / "run" / "metrics.csv").set_index(["round", "device_id"])
+
+    poor = df.xs(1, level="device_id")
+    assert (poor["train_status"] == "no_memory").all() and (poor["bytes_up"] == 0).all()
+    assert (poor["status"] == "applied").all()  # it still receives the aggregate (inference fits)
+    others = df.drop(1, level="device_id")
+    assert (others["train_status"] == "trained").all() and (others["bytes_up"] > 0).all()
+    assert (others["train_s"] > 0).all() and (poor["train_s"] == 0).all()
