@@ -23,6 +23,17 @@ TOTAL_BYTES_PLOT = "accuracy_vs_total_bytes.png"
 SIM_TIME_PLOT = "accuracy_vs_sim_time.png"
 
 
+#: Per-line marker and dash pattern, so runs whose curves coincide (e.g. FedProx with a small μ
+#: and FedAvg) stay distinguishable.
+_STYLES = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-"), ("P", "--"), ("X", "-."), ("*", ":")]
+
+
+def line_style(i: int) -> dict[str, str]:
+    """Matplotlib keyword arguments for the ``i``-th line of a figure."""
+    marker, dash = _STYLES[i % len(_STYLES)]
+    return {"marker": marker, "linestyle": dash}
+
+
 def round_sim_times(df: pd.DataFrame) -> pd.Series | None:
     """Simulated duration of each round (index: round), or None when the metrics have no clock.
 
@@ -62,11 +73,11 @@ def plot_runs(frames: Mapping[str, pd.DataFrame], out_dir: Path, title: str = ""
     out_dir.mkdir(parents=True, exist_ok=True)
     fig1, ax1 = plt.subplots(figsize=(6.4, 4.2))
     fig2, ax2 = plt.subplots(figsize=(6.4, 4.2))
-    for label, df in frames.items():
+    for i, (label, df) in enumerate(frames.items()):
         pr = per_round(df)
-        line, = ax1.plot(pr["round"], pr["mean_accuracy"], marker="o", label=label)
+        line, = ax1.plot(pr["round"], pr["mean_accuracy"], label=label, **line_style(i))
         ax1.fill_between(pr["round"], pr["min_accuracy"], pr["max_accuracy"], alpha=0.15, color=line.get_color())
-        ax2.plot(pr["cum_bytes_down_per_device"], pr["mean_accuracy"], marker="o", label=label)
+        ax2.plot(pr["cum_bytes_down_per_device"], pr["mean_accuracy"], label=label, **line_style(i))
     ax1.set(xlabel="round", ylabel="test accuracy (mean over devices; band = min–max)",
             title=title or "accuracy vs round")
     ax2.set(xlabel="cumulative bytes received per device", ylabel="test accuracy (mean over devices)",
@@ -89,9 +100,9 @@ def plot_accuracy_vs_total_bytes(frames: Mapping[str, pd.DataFrame], out_dir: Pa
     """Mean accuracy after each round against the fleet's cumulative bytes down + up (log x)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for label, df in frames.items():
+    for i, (label, df) in enumerate(frames.items()):
         pr = per_round(df)
-        ax.plot(pr["cum_bytes_total"], pr["mean_accuracy"], marker="o", label=label)
+        ax.plot(pr["cum_bytes_total"], pr["mean_accuracy"], label=label, **line_style(i))
     ax.set(xlabel="cumulative bytes transferred by the fleet (down + up)",
            ylabel="test accuracy (mean over devices)", title=title or "accuracy vs total bytes")
     if all((per_round(df)["cum_bytes_total"] > 0).all() for df in frames.values()):
@@ -110,9 +121,9 @@ def plot_accuracy_vs_sim_time(frames: Mapping[str, pd.DataFrame], out_dir: Path,
         return None
     out_dir.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for label, df in timed.items():
+    for i, (label, df) in enumerate(timed.items()):
         pr = per_round(df)
-        ax.plot(pr["cum_sim_time_s"], pr["mean_accuracy"], marker="o", label=label)
+        ax.plot(pr["cum_sim_time_s"], pr["mean_accuracy"], label=label, **line_style(i))
     ax.set(xlabel="simulated time at the end of the round (s)", ylabel="test accuracy (mean over devices)",
            title=title or "accuracy vs simulated time")
     return _save(fig, ax, out_dir / SIM_TIME_PLOT)
