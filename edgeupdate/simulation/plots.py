@@ -116,13 +116,14 @@ def plot_accuracy_vs_sim_time(frames: Mapping[str, pd.DataFrame], out_dir: Path,
     Runs without a simulated clock (see :func:`round_sim_times`) are left out; None (and no file)
     when no run has one.
     """
-    timed = {label: df for label, df in frames.items() if round_sim_times(df) is not None}
-    if not timed:
+    if all(round_sim_times(df) is None for df in frames.values()):
         return None
     out_dir.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for i, (label, df) in enumerate(timed.items()):
+    for i, (label, df) in enumerate(frames.items()):  # i over all runs: each keeps its style across plots
         pr = per_round(df)
+        if "cum_sim_time_s" not in pr.columns:
+            continue
         ax.plot(pr["cum_sim_time_s"], pr["mean_accuracy"], label=label, **line_style(i))
     ax.set(xlabel="simulated time at the end of the round (s)", ylabel="test accuracy (mean over devices)",
            title=title or "accuracy vs simulated time")

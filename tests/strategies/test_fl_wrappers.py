@@ -7,7 +7,7 @@ Two kinds of checks:
   with the rule written out here from its paper (and with FedAvg, to show it differs in the
   predicted direction);
 * one real simulation (Flower's engine on Ray, marked slow) in which every wrapped strategy runs
-  2 rounds on its own 3 devices; each round's released model must equal its rule applied to the
+  2 rounds on its own 3–5 devices; each round's released model must equal its rule applied to the
   uploads the devices actually sent.
 """
 
@@ -488,45 +488,57 @@ def expected_rounds(name: str, params: dict, rounds: Sequence[SimRound], client_
     return out
 
 
-@pytest.mark.slow
-def test_every_fl_strategy_aggregates_with_its_own_rule_in_a_two_round_simulation():
-    # Prepare: the tiny digits config, 2 rounds, one slice of devices per strategy
+@pytest.fixture(scope="module")
+def side_by_side():
+    """All nine strategies, 2 rounds each, in one simulation on the tiny digits config (≈ one Ray start)."""
     num_devices = sum(count for _, count in SIMULATED.values())
     cfg = load_config(REPO / "configs" / "quickstart.toml",
                       [*TINY, f"num_devices={num_devices}", f"stream.initial_samples={20 * num_devices}",
                        f"stream.samples_per_round={10 * num_devices}", "client.epochs=2", "client.batch_size=8",
                        f"client.lr={CLIENT_LR}", "strategy.name='fedavg'", "strategy.params={}"])
-    # Execute
     runtime, results = simulate_side_by_side(cfg, SIMULATED)
-    # Assert
     assert list(results) == list(SIMULATED)
-    for name, (params, count) in SIMULATED.items():
-        strategy, rounds = results[name]
-        assert len(rounds) == cfg.rounds, name
-        rows = strategy.collector.frame()
-        assert len(rows) == cfg.rounds * count and (rows["bytes_up"] > 0).all(), name
-        assert (rows["status"] == P.APPLIED).all() and (rows["model_version"] == rows["round"]).all(), name
-        expected = expected_rounds(name, params, rounds, cfg.client.lr)
-        away_from_fedavg = 0.0
-        for round_, (rec, want) in enumerate(zip(rounds, expected), start=1):
-            assert len(rec.uploads) == count, name
-            got = flat(rec.released)
-            np.testing.assert_allclose(got, want, rtol=0, atol=1e-5, err_msg=f"{name} round {round_}")
-            np.testing.assert_array_equal(flat(strategy.versions[round_].weights), got.astype(np.float32))
-            fedavg = fedavg_rule([flat(m) for m, _ in rec.uploads.values()],
-                                 [int(x["num-examples"]) for _, x in rec.uploads.values()])
-            away_from_fedavg = max(away_from_fedavg, float(np.abs(got - fedavg).max()))
-        if name in ("fedavg", "fedprox"):
-            assert away_from_fedavg < 1e-5, name
-        else:  # the strategy's own rule, measurably not FedAvg's, was used
-            assert away_from_fedavg > 1e-3, (name, away_from_fedavg)
+    return cfg, runtime, results
 
-    # FedProx: μ reached every device, and its update is the one trained with the proximal term
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(SIMULATED))
+def test_each_fl_strategy_aggregates_with_its_own_rule_in_a_two_round_simulation(side_by_side, name):
+    # Prepare: the recorded simulation (rounds, uploads, released models)
+    cfg, _, results = side_by_side
+    params, count = SIMULATED[name]
+    strategy, rounds = results[name]
+    # Assert: every device trained and uploaded, every round released a version all devices applied
+    assert len(rounds) == cfg.rounds
+    rows = strategy.collector.frame()
+    assert len(rows) == cfg.rounds * count and (rows["bytes_up"] > 0).all()
+    assert (rows["status"] == P.APPLIED).all() and (rows["model_version"] == rows["round"]).all()
+    # ... and each released model is the strategy's rule applied to the uploads the devices sent
+    away_from_fedavg = 0.0
+    for round_, (rec, want) in enumerate(zip(rounds, expected_rounds(name, params, rounds, cfg.client.lr)), 1):
+        assert len(rec.uploads) == count
+        got = flat(rec.released)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5, err_msg=f"{name} round {round_}")
+        np.testing.assert_array_equal(flat(strategy.versions[round_].weights), got.astype(np.float32))
+        fedavg = fedavg_rule([flat(m) for m, _ in rec.uploads.values()],
+                             [int(x["num-examples"]) for _, x in rec.uploads.values()])
+        away_from_fedavg = max(away_from_fedavg, float(np.abs(got - fedavg).max()))
+    if name in ("fedavg", "fedprox"):
+        assert away_from_fedavg < 1e-5
+    else:  # the strategy's own rule, measurably not FedAvg's, was used
+        assert away_from_fedavg > 1e-3
+
+
+@pytest.mark.slow
+def test_fedprox_devices_in_the_simulation_trained_with_the_proximal_term(side_by_side):
+    _, runtime, results = side_by_side
     _, rounds = results["fedprox"]
     for round_, rec in enumerate(rounds, start=1):
         for device, (uploaded, _) in rec.uploads.items():
+            # μ reached the device in its fit task ...
             task = rec.tasks[device]
             assert task["proximal-mu"] == 1.0
+            # ... and its upload is the model trained with the term, shorter than without it
             with_mu = UpdatePackage.decode(fit(runtime, rec.base, round_ - 1, device, round_, task)[0]).apply(rec.base)
             plain_task = {k: v for k, v in task.items() if k != "proximal-mu"}
             plain = UpdatePackage.decode(fit(runtime, rec.base, round_ - 1, device, round_, plain_task)[0]).apply(rec.base)
