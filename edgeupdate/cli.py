@@ -2,6 +2,7 @@
 
     edgeupdate run CONFIG [--out DIR] [--set key=value ...] [--data-dir DIR]
     edgeupdate compare CONFIG --strategies a,b,c [--reference full] [--seeds N] [--out DIR]
+        (a name is a strategy or a [strategies.<label>] table with strategy = "<name>")
     edgeupdate plot RUN_DIR
     edgeupdate package inspect FILE
     edgeupdate package apply --model IN --package FILE --out OUT [--hmac-key KEY]
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -56,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmp_ = sub.add_parser("compare", help="run several strategies on identical data, fleet and seeds")
     _add_run_args(cmp_)
-    cmp_.add_argument("--strategies", required=True, help="comma-separated names, e.g. full,dpu,gcpu")
+    cmp_.add_argument("--strategies", required=True,
+                      help="comma-separated strategies or [strategies.<label>] labels, e.g. full,dpu,fedavg,fedavg-topk")
     cmp_.add_argument("--reference", default=None, help="strategy the others are compared with (default: the first)")
     cmp_.add_argument("--seeds", type=int, default=1, help="runs per strategy with seeds seed..seed+N-1")
     cmp_.add_argument("--out", type=Path, default=None, help="output directory (default runs/compare-<name>-<timestamp>)")
@@ -112,9 +115,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise CliError("--seeds must be >= 1")
     out = _out_dir(args.out, f"compare-{cfg.name}", args.overwrite)
-    table = compare(cfg, names, out, reference=args.reference, seeds=args.seeds)
+    command = "edgeupdate " + " ".join(shlex.quote(a) for a in args.argv)
+    table = compare(cfg, names, out, reference=args.reference, seeds=args.seeds, data_dir=args.data_dir,
+                    command=command)
     print(to_markdown(table))
-    print(f"results: {out}/ (comparison.csv, comparison.md, accuracy_vs_round.png, accuracy_vs_bytes.png, runs/)")
+    print(f"results: {out}/ (report.md, report.html, comparison.csv, comparison.md, accuracy_vs_*.png, runs/)")
     return 0
 
 
@@ -150,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in reports
         handler = {"run": cmd_run, "compare": cmd_compare, "plot": cmd_plot, "package": cmd_package}[args.command]
         return handler(args)
     except CliError as err:

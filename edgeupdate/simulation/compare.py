@@ -1,46 +1,108 @@
 """Compare strategies on identical data, fleet and seeds.
 
-Every strategy runs the same config (only ``strategy`` changes; its parameters come from the
-config's ``[strategies.<name>]`` table, or ``[strategy.params]`` when it is the config's own
-strategy). With ``seeds = N`` each strategy runs with seeds ``seed … seed+N−1`` and the table shows
-means (and standard deviations). Outputs in ``out_dir``:
+Every entry of ``--strategies`` is a *label*. A label is a registered strategy (``full``, ``dpu``,
+``fedavg``, ...) whose parameters come from the config's ``[strategies.<name>]`` table (or
+``[strategy.params]`` when it is the config's own strategy), or a table that names its base
+strategy, so one comparison can hold several configurations of the same strategy::
 
-* ``runs/<strategy>-s<seed>/`` — each run's own files;
-* ``comparison.csv`` / ``comparison.md`` — one row per strategy;
-* ``accuracy_vs_round.png`` / ``accuracy_vs_bytes.png`` — all strategies on one figure.
+    [strategies.fedavg-topk]
+    strategy = "fedavg"                                           # the base strategy
+    upload = { kind = "topk", fraction = 0.01, precision = "fp16" }  # its parameters
+
+With ``seeds = N`` each label runs with seeds ``seed … seed+N−1`` and the table shows means (and
+standard deviations). Outputs in ``out_dir``:
+
+* ``runs/<label>-s<seed>/`` — each run's own files;
+* ``comparison.csv`` / ``comparison.md`` — one row per label;
+* ``accuracy_vs_round.png``, ``accuracy_vs_bytes.png`` (bytes received per device),
+  ``accuracy_vs_total_bytes.png`` (the fleet's bytes down + up) and, when the metrics carry a
+  simulated clock, ``accuracy_vs_sim_time.png``;
+* ``report.md`` and ``report.html`` — the table, the setup and the plots on one page
+  (:mod:`edgeupdate.simulation.report`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from edgeupdate.configs import ExperimentConfig
+from edgeupdate.configs import ConfigError, ExperimentConfig
+from edgeupdate.configs.loader import build_dataclass
 from edgeupdate.configs.schema import StrategyConfig
 from edgeupdate.simulation.metrics import read_metrics
-from edgeupdate.simulation.plots import plot_runs
-from edgeupdate.strategies.registry import validate_strategy
+from edgeupdate.simulation.plots import round_sim_times
+from edgeupdate.strategies.registry import STRATEGIES, strategy_class
 
 COLUMNS = ["strategy", "final_accuracy", "mean_accuracy", "mean_accuracy_diff_vs_ref_pp", "total_bytes_down",
-           "bytes_ratio_vs_ref", "total_bytes_up", "server_time_s"]
+           "bytes_ratio_vs_ref", "total_bytes_up", "server_time_s", "sim_time_s"]
+BASE_KEY = "strategy"  # in a [strategies.<label>] table: the base strategy the label configures
 
 
-def strategy_config(cfg: ExperimentConfig, name: str) -> ExperimentConfig:
-    """``cfg`` with strategy ``name`` and its parameters from the config."""
-    params = cfg.strategies.get(name, cfg.strategy.params if name == cfg.strategy.name else {})
-    validate_strategy(name, params)
-    return dataclasses.replace(cfg, strategy=StrategyConfig(name=name, params=dict(params)))
+@dataclass(frozen=True)
+class Entry:
+    """One row of a comparison: its label, base strategy and parameters."""
+
+    label: str
+    strategy: str
+    params: dict[str, Any]
+
+
+def resolve_entry(cfg: ExperimentConfig, label: str) -> Entry:
+    """The base strategy and validated parameters behind ``label`` (ConfigError naming the key)."""
+    import edgeupdate.strategies  # noqa: F401  (registers the built-in strategies)
+
+    table = cfg.strategies.get(label)
+    if table is not None and BASE_KEY in table:
+        base, params = table[BASE_KEY], {k: v for k, v in table.items() if k != BASE_KEY}
+        key = f"strategies.{label}.{BASE_KEY}"
+        if not isinstance(base, str) or not base:
+            raise ConfigError(key, f"expected the name of a strategy, got {base!r}")
+        try:
+            cls = strategy_class(base)
+        except ConfigError as err:
+            raise ConfigError(key, err.problem) from None
+        build_dataclass(cls.Params, params, f"strategies.{label}")
+        return Entry(label, base, dict(params))
+    if table is None and label not in STRATEGIES and ":" not in label:
+        raise ConfigError(f"strategies.{label}",
+                          f"{label!r} is neither a strategy (known: {', '.join(sorted(STRATEGIES))}) nor a "
+                          f"[strategies.{label}] table with {BASE_KEY} = \"<name>\"")
+    cls = strategy_class(label)
+    if table is not None:
+        build_dataclass(cls.Params, table, f"strategies.{label}")
+        return Entry(label, label, dict(table))
+    params = cfg.strategy.params if label == cfg.strategy.name else {}
+    build_dataclass(cls.Params, params, "strategy.params")
+    return Entry(label, label, dict(params))
+
+
+def strategy_config(cfg: ExperimentConfig, label: str) -> ExperimentConfig:
+    """``cfg`` running the strategy behind ``label`` with its parameters from the config."""
+    entry = resolve_entry(cfg, label)
+    return dataclasses.replace(cfg, strategy=StrategyConfig(name=entry.strategy, params=entry.params))
 
 
 def _per_round_accuracy(df: pd.DataFrame) -> pd.Series:
     return df.groupby("round")["accuracy"].mean()
 
 
-def summarise(frames: dict[str, list[pd.DataFrame]], reference: str) -> pd.DataFrame:
-    """The comparison table from each strategy's per-seed metrics frames."""
+def total_sim_time_s(df: pd.DataFrame) -> float:
+    """The run's simulated duration (sum of its rounds' simulated times); NaN without a clock."""
+    rounds = round_sim_times(df)
+    return float(rounds.sum()) if rounds is not None else math.nan
+
+
+def summarise(frames: Mapping[str, list[pd.DataFrame]], reference: str) -> pd.DataFrame:
+    """The comparison table from each label's per-seed metrics frames.
+
+    ``sim_time_s`` is present when any run has a simulated clock (NaN for those without).
+    """
     ref_runs = frames[reference]
     rows = []
     for name, runs in frames.items():
@@ -56,6 +118,7 @@ def summarise(frames: dict[str, list[pd.DataFrame]], reference: str) -> pd.DataF
                 "bytes_ratio_vs_ref": df["bytes_down"].sum() / max(ref_df["bytes_down"].sum(), 1),
                 "total_bytes_up": df["bytes_up"].sum(),
                 "server_time_s": df.groupby("round")["server_time_s"].first().sum(),
+                "sim_time_s": total_sim_time_s(df),
             })
         seeds = pd.DataFrame(per_seed)
         row = {"strategy": name, **seeds.mean().to_dict()}
@@ -65,45 +128,61 @@ def summarise(frames: dict[str, list[pd.DataFrame]], reference: str) -> pd.DataF
         row["seeds"] = len(runs)
         rows.append(row)
     table = pd.DataFrame(rows)
-    return table[COLUMNS + [c for c in table.columns if c not in COLUMNS]]
+    if table["sim_time_s"].isna().all():
+        table = table.drop(columns=["sim_time_s"])
+    columns = [c for c in COLUMNS if c in table.columns]
+    return table[columns + [c for c in table.columns if c not in columns]]
+
+
+def format_value(v: Any, column: str = "") -> str:
+    """A table cell: byte totals as integers, thousands separators for large numbers, 4 significant
+    digits for small ones, "—" for a missing value."""
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "—"
+        if abs(v) >= 1000 or column.startswith("total_bytes"):
+            return f"{v:,.0f}"
+        return f"{v:.4g}" if abs(v) < 1 else f"{v:.2f}"
+    return str(v)
 
 
 def to_markdown(table: pd.DataFrame) -> str:
     """A GitHub-flavoured markdown table (no extra dependency)."""
-    def fmt(v):
-        if isinstance(v, float):
-            if abs(v) >= 1000:
-                return f"{v:,.0f}"
-            return f"{v:.4g}" if abs(v) < 1 else f"{v:.2f}"
-        return str(v)
     head = "| " + " | ".join(table.columns) + " |"
     sep = "|" + "|".join("---" if c == "strategy" else "---:" for c in table.columns) + "|"
-    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    body = ["| " + " | ".join(format_value(v, c) for v, c in zip(row, table.columns)) + " |"
+            for row in table.itertuples(index=False)]
     return "\n".join([head, sep, *body]) + "\n"
 
 
 def compare(cfg: ExperimentConfig, strategies: Sequence[str], out_dir: Path, *, reference: str | None = None,
             seeds: int = 1, run: Callable[[ExperimentConfig, Path], object] | None = None,
+            data_dir: str | None = None, command: str | None = None,
             log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Run each strategy (× seeds), write the comparison files, return the table."""
+    """Run each label (× seeds), write the comparison files and the report, return the table."""
+    from edgeupdate.simulation.report import write_report
     from edgeupdate.simulation.runner import run_experiment
 
-    reference = reference or strategies[0]
-    if reference not in strategies:
-        strategies = [reference, *strategies]
-    configs = {name: strategy_config(cfg, name) for name in strategies}  # validate all before running any
-    run = run or (lambda c, d: run_experiment(c, d, progress=False))
+    labels = list(dict.fromkeys(strategies))  # a label given twice runs once
+    reference = reference or labels[0]
+    if reference not in labels:
+        labels = [reference, *labels]
+    entries = {label: resolve_entry(cfg, label) for label in labels}  # validate all before running any
+    run = run or (lambda c, d: run_experiment(c, d, data_dir=data_dir, progress=False))
     frames: dict[str, list[pd.DataFrame]] = {}
-    for name in strategies:
+    for label, entry in entries.items():
+        configured = dataclasses.replace(cfg, strategy=StrategyConfig(name=entry.strategy, params=entry.params))
         for i in range(seeds):
-            seeded = dataclasses.replace(configs[name], seed=cfg.seed + i)
-            run_dir = out_dir / "runs" / f"{name}-s{seeded.seed}"
-            log(f"compare: {name} (seed {seeded.seed}) → {run_dir}")
+            seeded = dataclasses.replace(configured, seed=cfg.seed + i)
+            run_dir = out_dir / "runs" / f"{label}-s{seeded.seed}"
+            log(f"compare: {label} (seed {seeded.seed}) → {run_dir}")
             run(seeded, run_dir)
-            frames.setdefault(name, []).append(read_metrics(run_dir))
+            frames.setdefault(label, []).append(read_metrics(run_dir))
     table = summarise(frames, reference)
+    out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "comparison.csv", index=False)
     (out_dir / "comparison.md").write_text(
         f"Reference: `{reference}`; config `{cfg.name}`; {seeds} seed(s) from {cfg.seed}.\n\n" + to_markdown(table))
-    plot_runs({name: runs[0] for name, runs in frames.items()}, out_dir, title=f"{cfg.name}: strategies compared")
+    write_report(out_dir, cfg, table, {label: runs[0] for label, runs in frames.items()}, list(entries.values()),
+                 reference=reference, seeds=seeds, command=command)
     return table

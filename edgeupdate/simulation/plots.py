@@ -1,4 +1,11 @@
-"""Plots of a run (or several runs side by side), drawn from the metrics files alone."""
+"""Plots of a run (or several runs side by side), drawn from the metrics files alone.
+
+* :func:`plot_runs` — accuracy vs round and vs cumulative bytes received per device (a run's own
+  plots, and the first two of a comparison);
+* :func:`plot_accuracy_vs_total_bytes`, :func:`plot_accuracy_vs_sim_time` — a comparison's view
+  across families: accuracy against everything the fleet transferred (down + up) and against the
+  simulated clock (when the metrics have one).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,33 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 PLOT_FILES = ("accuracy_vs_round.png", "accuracy_vs_bytes.png")
+TOTAL_BYTES_PLOT = "accuracy_vs_total_bytes.png"
+SIM_TIME_PLOT = "accuracy_vs_sim_time.png"
+
+
+#: Per-line marker and dash pattern, so runs whose curves coincide (e.g. FedProx with a small μ
+#: and FedAvg) stay distinguishable.
+_STYLES = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-"), ("P", "--"), ("X", "-."), ("*", ":")]
+
+
+def line_style(i: int) -> dict[str, str]:
+    """Matplotlib keyword arguments for the ``i``-th line of a figure."""
+    marker, dash = _STYLES[i % len(_STYLES)]
+    return {"marker": marker, "linestyle": dash}
+
+
+def round_sim_times(df: pd.DataFrame) -> pd.Series | None:
+    """Simulated duration of each round (index: round), or None when the metrics have no clock.
+
+    ``round_sim_time_s`` (one value per round, repeated on its rows) is used when present;
+    otherwise the slowest device's ``sim_time_s`` (the round lasts until its last device is done).
+    """
+    g = df.groupby("round")
+    if "round_sim_time_s" in df.columns and df["round_sim_time_s"].notna().any():
+        return g["round_sim_time_s"].max().fillna(0.0).astype(float)
+    if "sim_time_s" in df.columns and df["sim_time_s"].notna().any():
+        return g["sim_time_s"].max().fillna(0.0).astype(float)
+    return None
 
 
 def per_round(df: pd.DataFrame) -> pd.DataFrame:
@@ -26,6 +60,11 @@ def per_round(df: pd.DataFrame) -> pd.DataFrame:
     })
     out["cum_bytes_down_per_device"] = out["bytes_down_per_device"].cumsum()
     out["cum_bytes_total_per_device"] = (out["bytes_down_per_device"] + out["bytes_up_per_device"]).cumsum()
+    out["cum_bytes_total"] = (g["bytes_down"].sum() + g["bytes_up"].sum()).cumsum()  # whole fleet, down + up
+    sim = round_sim_times(df)
+    if sim is not None:
+        out["round_sim_time_s"] = sim
+        out["cum_sim_time_s"] = sim.cumsum()
     return out.reset_index()
 
 
@@ -34,26 +73,61 @@ def plot_runs(frames: Mapping[str, pd.DataFrame], out_dir: Path, title: str = ""
     out_dir.mkdir(parents=True, exist_ok=True)
     fig1, ax1 = plt.subplots(figsize=(6.4, 4.2))
     fig2, ax2 = plt.subplots(figsize=(6.4, 4.2))
-    for label, df in frames.items():
+    for i, (label, df) in enumerate(frames.items()):
         pr = per_round(df)
-        line, = ax1.plot(pr["round"], pr["mean_accuracy"], marker="o", label=label)
+        line, = ax1.plot(pr["round"], pr["mean_accuracy"], label=label, **line_style(i))
         ax1.fill_between(pr["round"], pr["min_accuracy"], pr["max_accuracy"], alpha=0.15, color=line.get_color())
-        ax2.plot(pr["cum_bytes_down_per_device"], pr["mean_accuracy"], marker="o", label=label)
+        ax2.plot(pr["cum_bytes_down_per_device"], pr["mean_accuracy"], label=label, **line_style(i))
     ax1.set(xlabel="round", ylabel="test accuracy (mean over devices; band = min–max)",
             title=title or "accuracy vs round")
     ax2.set(xlabel="cumulative bytes received per device", ylabel="test accuracy (mean over devices)",
             title=title or "accuracy vs bytes")
     if all((per_round(df)["cum_bytes_down_per_device"] > 0).all() for df in frames.values()):
         ax2.set_xscale("log")
-    paths = []
-    for fig, ax, name in ((fig1, ax1, PLOT_FILES[0]), (fig2, ax2, PLOT_FILES[1])):
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out_dir / name, dpi=120)
-        plt.close(fig)
-        paths.append(out_dir / name)
-    return paths
+    return [_save(fig1, ax1, out_dir / PLOT_FILES[0]), _save(fig2, ax2, out_dir / PLOT_FILES[1])]
+
+
+def _save(fig, ax, path: Path) -> Path:
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_accuracy_vs_total_bytes(frames: Mapping[str, pd.DataFrame], out_dir: Path, title: str = "") -> Path:
+    """Mean accuracy after each round against the fleet's cumulative bytes down + up (log x)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, (label, df) in enumerate(frames.items()):
+        pr = per_round(df)
+        ax.plot(pr["cum_bytes_total"], pr["mean_accuracy"], label=label, **line_style(i))
+    ax.set(xlabel="cumulative bytes transferred by the fleet (down + up)",
+           ylabel="test accuracy (mean over devices)", title=title or "accuracy vs total bytes")
+    if all((per_round(df)["cum_bytes_total"] > 0).all() for df in frames.values()):
+        ax.set_xscale("log")
+    return _save(fig, ax, out_dir / TOTAL_BYTES_PLOT)
+
+
+def plot_accuracy_vs_sim_time(frames: Mapping[str, pd.DataFrame], out_dir: Path, title: str = "") -> Path | None:
+    """Mean accuracy after each round against the simulated clock at the round's end.
+
+    Runs without a simulated clock (see :func:`round_sim_times`) are left out; None (and no file)
+    when no run has one.
+    """
+    if all(round_sim_times(df) is None for df in frames.values()):
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, (label, df) in enumerate(frames.items()):  # i over all runs: each keeps its style across plots
+        pr = per_round(df)
+        if "cum_sim_time_s" not in pr.columns:
+            continue
+        ax.plot(pr["cum_sim_time_s"], pr["mean_accuracy"], label=label, **line_style(i))
+    ax.set(xlabel="simulated time at the end of the round (s)", ylabel="test accuracy (mean over devices)",
+           title=title or "accuracy vs simulated time")
+    return _save(fig, ax, out_dir / SIM_TIME_PLOT)
 
 
 def plot_run(run_dir: Path, df: pd.DataFrame | None = None) -> list[Path]:

@@ -28,8 +28,10 @@ def test_per_strategy_params_come_from_the_strategies_table(tiny_config):
     assert strategy_config(cfg, "dpu").strategy.params == {"k": 0.02}
     assert strategy_config(cfg, "gcpu").strategy.params == {"k": 0.3}
     assert strategy_config(cfg, "full").strategy.params == {}
-    with pytest.raises(ConfigError, match="strategy.params.k"):
+    with pytest.raises(ConfigError, match="strategies.rpu.k"):
         strategy_config(tiny_config("strategies.rpu={k=2.0}"), "rpu")
+    with pytest.raises(ConfigError, match="strategy.params.k"):
+        strategy_config(tiny_config("strategy.name='dpu'", "strategy.params={k=2.0}"), "dpu")
 
 
 def test_compare_runs_every_strategy_on_the_same_config(tiny_config, tmp_path):
@@ -38,7 +40,116 @@ def test_compare_runs_every_strategy_on_the_same_config(tiny_config, tmp_path):
     assert list(table["strategy"]) == ["full", "dpu"]
     assert (tmp_path / "comparison.csv").exists() and (tmp_path / "comparison.md").exists()
     assert (tmp_path / "accuracy_vs_bytes.png").stat().st_size > 1000
+    assert (tmp_path / "accuracy_vs_total_bytes.png").stat().st_size > 1000
+    assert "| dpu |" in (tmp_path / "report.md").read_text()
     dpu = table.set_index("strategy").loc["dpu"]
     assert dpu["bytes_ratio_vs_ref"] < 0.25  # 5 % of the weights plus positions and dense biases
     runs = {p.name for p in (tmp_path / "runs").iterdir()}
     assert runs == {f"full-s{cfg.seed}", f"dpu-s{cfg.seed}"}
+
+
+# ---------------------------------------------------------------------------------- labels
+TOPK = "strategies.fedavg-topk={strategy='fedavg', upload={kind='topk', fraction=0.01, precision='fp16'}}"
+
+
+def test_a_label_runs_its_base_strategy_with_its_own_params(tiny_config):
+    cfg = tiny_config(TOPK, "strategies.fedprox={proximal_mu=0.1}")
+    topk = strategy_config(cfg, "fedavg-topk").strategy
+    assert topk.name == "fedavg"
+    assert topk.params == {"upload": {"kind": "topk", "fraction": 0.01, "precision": "fp16"}}
+    assert strategy_config(cfg, "fedavg").strategy.params == {}  # the plain row keeps its defaults
+    assert strategy_config(cfg, "fedprox").strategy.params == {"proximal_mu": 0.1}
+
+
+@pytest.mark.parametrize(("overrides", "label", "message"), [
+    (["strategies.fedavg-topk={strategy='fedavgg'}"], "fedavg-topk",
+     r"^strategies\.fedavg-topk\.strategy: unknown strategy 'fedavgg' \(known: "),
+    (["strategies.fedavg-topk={strategy=3}"], "fedavg-topk",
+     r"^strategies\.fedavg-topk\.strategy: expected the name of a strategy, got 3$"),
+    (["strategies.fedavg-topk={strategy='fedavg', upload={kind='topk', fraction=2.0}}"], "fedavg-topk",
+     r"^strategies\.fedavg-topk\.upload\.fraction: "),
+    (["strategies.fedavg-topk={strategy='fedavg', proximal_mu=0.1}"], "fedavg-topk",
+     r"^strategies\.fedavg-topk\.proximal_mu: unknown key"),
+    ([], "fedavg-topk", r"^strategies\.fedavg-topk: 'fedavg-topk' is neither a strategy \(known: .*\) nor a "
+                        r"\[strategies\.fedavg-topk\] table with strategy = \"<name>\"$"),
+])
+def test_bad_labels_are_one_line_config_errors(tiny_config, overrides, label, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        strategy_config(tiny_config(*overrides), label)
+    assert "\n" not in str(err.value)
+
+
+def test_cli_compare_rejects_a_bad_label_before_running_anything(tmp_path, capsys):
+    from edgeupdate.cli import main
+    from tests.conftest import REPO
+
+    code = main(["compare", str(REPO / "configs" / "quickstart.toml"), "--strategies", "full,fedavg-topk",
+                 "--set", "strategies.fedavg-topk={strategy='fedavg', upload={kind='zip'}}", "--out", str(tmp_path / "c")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("error: config: strategies.fedavg-topk.upload")
+    assert not (tmp_path / "c" / "runs").exists()
+
+
+# ---------------------------------------------------------------------------------- report
+def _writer(rounds: int, devices: int, clock: bool):
+    """A stand-in for one simulation: writes a metrics file derived from the config it is given."""
+    seen = []
+
+    def run(cfg, run_dir):
+        seen.append((cfg.strategy.name, cfg.strategy.params))
+        fl = cfg.strategy.name.startswith("fed")
+        compressed = bool(cfg.strategy.params.get("upload"))
+        rows = []
+        for r in range(1, rounds + 1):
+            for d in range(devices):
+                row = {"round": r, "device_id": d, "strategy": cfg.strategy.name, "accuracy": 0.5 + 0.1 * r,
+                       "loss": 1.0, "bytes_down": 1000, "bytes_up": (10 if compressed else 400) if fl else 50,
+                       "model_version": r, "num_examples": 10, "status": "applied", "server_time_s": 0.5}
+                if clock:
+                    row.update(sim_time_s=1.0 + d, round_sim_time_s=10.0 * r)
+                rows.append(row)
+        run_dir.mkdir(parents=True)
+        pd.DataFrame(rows).to_csv(run_dir / "metrics.csv", index=False)
+
+    return run, seen
+
+
+@pytest.mark.parametrize("clock", [False, True])
+def test_compare_writes_a_report_with_table_plots_and_labels(tiny_config, tmp_path, clock):
+    # Prepare
+    cfg = tiny_config(TOPK)
+    run, seen = _writer(rounds=2, devices=3, clock=clock)
+    # Execute
+    table = compare(cfg, ["full", "fedavg", "fedavg-topk"], tmp_path, run=run, command="edgeupdate compare x",
+                    log=lambda _m: None)
+    # Assert: each label ran its base strategy with its params
+    assert seen == [("full", {"init": "warm"}), ("fedavg", {}),  # quickstart: full with init = "warm"
+                    ("fedavg", {"upload": {"kind": "topk", "fraction": 0.01, "precision": "fp16"}})]
+    rows = table.set_index("strategy")
+    assert list(rows.index) == ["full", "fedavg", "fedavg-topk"]
+    assert rows.loc["fedavg-topk", "total_bytes_up"] == 2 * 3 * 10
+    csv = pd.read_csv(tmp_path / "comparison.csv")
+    assert "total_bytes_up" in csv.columns
+    md = (tmp_path / "report.md").read_text()
+    page = (tmp_path / "report.html").read_text()
+    assert "edgeupdate compare x" in md and "| fedavg-topk |" in md
+    assert 'upload = {kind = "topk", fraction = 0.01, precision = "fp16"}' in md
+    for name in ("accuracy_vs_round.png", "accuracy_vs_total_bytes.png"):
+        assert (tmp_path / name).stat().st_size > 1000 and f"]({name})" in md
+    # the HTML page is self-contained: every plot embedded, no file referenced
+    assert page.count('src="data:image/png;base64,') == (4 if clock else 3) and ".png" not in page
+    if clock:  # Σ over rounds of round_sim_time_s: 10 + 20 s
+        assert list(csv["sim_time_s"]) == [30.0, 30.0, 30.0]
+        assert (tmp_path / "accuracy_vs_sim_time.png").stat().st_size > 1000
+        assert "](accuracy_vs_sim_time.png)" in md
+    else:
+        assert "sim_time_s" not in csv.columns
+        assert not (tmp_path / "accuracy_vs_sim_time.png").exists()
+        assert "not plotted" in md and "not plotted" in page
+
+
+def test_summary_sim_time_uses_the_slowest_device_without_a_round_column():
+    frames = {"full": [_frame("full", [0.8, 0.9], 1000)]}
+    frames["full"][0]["sim_time_s"] = [3.0, 5.0, 2.0, 1.0]  # rounds 1 and 2, two devices each
+    assert summarise(frames, "full").loc[0, "sim_time_s"] == 5.0 + 2.0
