@@ -9,6 +9,11 @@ strategy, so one comparison can hold several configurations of the same strategy
     strategy = "fedavg"                                           # the base strategy
     upload = { kind = "topk", fraction = 0.01, precision = "fp16" }  # its parameters
 
+    [strategies.dpu-int8]
+    strategy = "dpu"
+    k = 0.005
+    set = ["package.precision=int8"]  # config overrides for this row only (as --set)
+
 With ``seeds = N`` each label runs with seeds ``seed … seed+N−1`` and the table shows means (and
 standard deviations). Outputs in ``out_dir``:
 
@@ -42,6 +47,7 @@ from edgeupdate.strategies.registry import STRATEGIES, strategy_class
 COLUMNS = ["strategy", "final_accuracy", "mean_accuracy", "mean_accuracy_diff_vs_ref_pp", "total_bytes_down",
            "bytes_ratio_vs_ref", "total_bytes_up", "server_time_s", "sim_time_s"]
 BASE_KEY = "strategy"  # in a [strategies.<label>] table: the base strategy the label configures
+SET_KEY = "set"  # in a [strategies.<label>] table: config overrides for this row only
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,19 @@ class Entry:
     label: str
     strategy: str
     params: dict[str, Any]
+    overrides: tuple[str, ...] = ()
+
+    def config(self, cfg: ExperimentConfig) -> ExperimentConfig:
+        """``cfg`` running this entry: its strategy and parameters, its overrides applied."""
+        if self.overrides:
+            from edgeupdate.configs import apply_overrides, config_from_dict
+            from edgeupdate.configs.loader import config_to_dict
+
+            try:
+                cfg = config_from_dict(apply_overrides(config_to_dict(cfg), self.overrides))
+            except ConfigError as err:
+                raise ConfigError(f"strategies.{self.label}.{SET_KEY}", str(err)) from None
+        return dataclasses.replace(cfg, strategy=StrategyConfig(name=self.strategy, params=dict(self.params)))
 
 
 def resolve_entry(cfg: ExperimentConfig, label: str) -> Entry:
@@ -58,6 +77,20 @@ def resolve_entry(cfg: ExperimentConfig, label: str) -> Entry:
     import edgeupdate.strategies  # noqa: F401  (registers the built-in strategies)
 
     table = cfg.strategies.get(label)
+    overrides: tuple[str, ...] = ()
+    if table is not None and SET_KEY in table:
+        raw = table[SET_KEY]
+        if not isinstance(raw, list) or not all(isinstance(x, str) and "=" in x for x in raw):
+            raise ConfigError(f"strategies.{label}.{SET_KEY}", f"expected a list of \"key=value\" strings, got {raw!r}")
+        overrides = tuple(raw)
+        table = {k: v for k, v in table.items() if k != SET_KEY}
+    entry = _resolve_strategy(cfg, label, table)
+    entry = dataclasses.replace(entry, overrides=overrides)
+    entry.config(cfg)  # validate the overrides now, before anything runs
+    return entry
+
+
+def _resolve_strategy(cfg: ExperimentConfig, label: str, table: dict[str, Any] | None) -> Entry:
     if table is not None and BASE_KEY in table:
         base, params = table[BASE_KEY], {k: v for k, v in table.items() if k != BASE_KEY}
         key = f"strategies.{label}.{BASE_KEY}"
@@ -84,8 +117,7 @@ def resolve_entry(cfg: ExperimentConfig, label: str) -> Entry:
 
 def strategy_config(cfg: ExperimentConfig, label: str) -> ExperimentConfig:
     """``cfg`` running the strategy behind ``label`` with its parameters from the config."""
-    entry = resolve_entry(cfg, label)
-    return dataclasses.replace(cfg, strategy=StrategyConfig(name=entry.strategy, params=entry.params))
+    return resolve_entry(cfg, label).config(cfg)
 
 
 def _per_round_accuracy(df: pd.DataFrame) -> pd.Series:
@@ -171,7 +203,7 @@ def compare(cfg: ExperimentConfig, strategies: Sequence[str], out_dir: Path, *, 
     run = run or (lambda c, d: run_experiment(c, d, data_dir=data_dir, progress=False))
     frames: dict[str, list[pd.DataFrame]] = {}
     for label, entry in entries.items():
-        configured = dataclasses.replace(cfg, strategy=StrategyConfig(name=entry.strategy, params=entry.params))
+        configured = entry.config(cfg)
         for i in range(seeds):
             seeded = dataclasses.replace(configured, seed=cfg.seed + i)
             run_dir = out_dir / "runs" / f"{label}-s{seeded.seed}"

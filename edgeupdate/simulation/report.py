@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from edgeupdate.configs import ExperimentConfig
+from edgeupdate.simulation.fleet_plots import FLEET_PLOT, has_fleet_columns, plot_fleet
 from edgeupdate.simulation.plots import plot_accuracy_vs_sim_time, plot_accuracy_vs_total_bytes, plot_runs
 
 if TYPE_CHECKING:
@@ -60,12 +61,17 @@ def comparison_figures(frames: Mapping[str, pd.DataFrame], out_dir: Path, title:
     by_round, by_bytes = plot_runs(frames, out_dir, title=title)
     total = plot_accuracy_vs_total_bytes(frames, out_dir, title=title)
     sim = plot_accuracy_vs_sim_time(frames, out_dir, title=title)
-    return [
+    figures = [
         Figure("Accuracy vs round", by_round),
         Figure("Accuracy vs total bytes (down + up, whole fleet)", total),
         Figure("Accuracy vs simulated time", sim, "" if sim is not None else NO_CLOCK_NOTE),
         Figure("Accuracy vs bytes received per device", by_bytes),
     ]
+    if frames and all(has_fleet_columns(df) for df in frames.values()):
+        fleet = plot_fleet(frames, out_dir / FLEET_PLOT, title=title)
+        figures.append(Figure("The fleet: up to date, accuracy over simulated time, push outcomes, bytes by tier",
+                              fleet))
+    return figures
 
 
 def inline_toml(value: Any) -> str:
@@ -93,8 +99,17 @@ def setup_lines(cfg: ExperimentConfig, reference: str, seeds: int) -> list[str]:
         f"server retraining: {t.epochs} epochs, batch {t.batch_size}, {t.optimizer} lr {t.lr}",
         f"on-device training (FL): {c.epochs} epochs, batch {c.batch_size}, {c.optimizer} lr {c.lr}, "
         f"fraction_train {c.fraction_train:g}",
+        f"fleet: {_fleet_line(cfg)}",
         f"reference row: `{reference}`",
     ]
+
+
+def _fleet_line(cfg: ExperimentConfig) -> str:
+    f = cfg.fleet
+    devices = f"devices from `{f.csv}`" if f.csv else ", ".join(f"{share:g} {tier}" for tier, share in f.tiers.items())
+    faults = f.faults
+    return (f"{devices}; deadline {f.deadline_s:g} s per phase; dropout {faults.dropout_prob:g}, corruption "
+            f"{faults.corruption_prob:g}, crash {faults.crash_prob:g}; budgets {'on' if f.budgets else 'off'}")
 
 
 def _entry_rows(entries: Sequence[Entry]) -> list[tuple[str, str, str]]:

@@ -153,3 +153,24 @@ def test_summary_sim_time_uses_the_slowest_device_without_a_round_column():
     frames = {"full": [_frame("full", [0.8, 0.9], 1000)]}
     frames["full"][0]["sim_time_s"] = [3.0, 5.0, 2.0, 1.0]  # rounds 1 and 2, two devices each
     assert summarise(frames, "full").loc[0, "sim_time_s"] == 5.0 + 2.0
+
+
+def test_a_label_can_change_config_keys_for_its_own_row(tiny_config):
+    cfg = tiny_config("strategies.dpu-int8={strategy='dpu', k=0.05, set=['package.precision=int8', "
+                      "'fleet.budgets=true']}")
+
+    labelled = strategy_config(cfg, "dpu-int8")
+
+    assert (labelled.strategy.name, labelled.strategy.params) == ("dpu", {"k": 0.05})
+    assert (labelled.package.precision, labelled.fleet.budgets) == ("int8", True)
+    assert (cfg.package.precision, cfg.fleet.budgets) == ("fp32", False)  # other rows keep the config
+
+
+@pytest.mark.parametrize("value, message", [
+    ("['package.precision=fp7']", "strategies.x.set: package.precision: must be one of"),
+    ("'package.precision=int8'", "strategies.x.set: expected a list"),
+])
+def test_bad_label_overrides_are_one_line_config_errors(tiny_config, value, message):
+    cfg = tiny_config(f"strategies.x={{strategy='full', set={value}}}")
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        strategy_config(cfg, "x")
