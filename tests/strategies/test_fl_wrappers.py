@@ -6,7 +6,7 @@ Two kinds of checks:
   (``configure_train`` → reply messages → ``aggregate_train``) and the released model is compared
   with the rule written out here from its paper (and with FedAvg, to show it differs in the
   predicted direction);
-* one real simulation (Flower's engine on Ray, marked slow) in which every wrapped strategy runs
+* one real simulation (Flower's engine on Ray) in which every wrapped strategy runs
   2 rounds on its own 3–5 devices; each round's released model must equal its rule applied to the
   uploads the devices actually sent.
 """
@@ -501,7 +501,6 @@ def side_by_side():
     return cfg, runtime, results
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", list(SIMULATED))
 def test_each_fl_strategy_aggregates_with_its_own_rule_in_a_two_round_simulation(side_by_side, name):
     # Prepare: the recorded simulation (rounds, uploads, released models)
@@ -529,7 +528,6 @@ def test_each_fl_strategy_aggregates_with_its_own_rule_in_a_two_round_simulation
         assert away_from_fedavg > 1e-3
 
 
-@pytest.mark.slow
 def test_fedprox_devices_in_the_simulation_trained_with_the_proximal_term(side_by_side):
     _, runtime, results = side_by_side
     _, rounds = results["fedprox"]
