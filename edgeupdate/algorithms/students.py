@@ -103,7 +103,8 @@ class StudentSpec:
                 (self.blocks is not None and sum(self.blocks) != len(self.kept_blocks or ())):
             raise StudentError(f"blocks {self.blocks!r} and kept_blocks {self.kept_blocks!r} disagree")
         if not 0.0 <= self.threshold <= 1.0 or not 0.0 <= self.width_scale <= 1.0:
-            raise StudentError(f"threshold and width_scale must lie in [0, 1], got {self.threshold}, {self.width_scale}")
+            raise StudentError(f"threshold and width_scale must lie in [0, 1], "
+                               f"got {self.threshold}, {self.width_scale}")
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -167,7 +168,8 @@ def state_bytes(state: Mapping[str, torch.Tensor]) -> int:
 # --------------------------------------------------------------------------- depth (§3, step 1)
 
 
-def shallow_state(name: str, teacher_state: Mapping[str, torch.Tensor]) -> tuple[StateDict, tuple[int, ...], tuple[int, ...]]:
+def shallow_state(name: str, teacher_state: Mapping[str, torch.Tensor]
+                  ) -> tuple[StateDict, tuple[int, ...], tuple[int, ...]]:
     """The teacher cut to one block per group (§3): each stage keeps its last block, plus its first
     when that block changes resolution or width. Returns (state, kept teacher blocks, blocks per stage).
     """

@@ -30,7 +30,7 @@ from edgeupdate.algorithms.students import (
 )
 from edgeupdate.datasets import load_dataset
 from edgeupdate.models.zoo import ArchitectureError, build_model, infer_architecture, model_for_state
-from edgeupdate.training import TensorData, TrainConfig, evaluate, train
+from edgeupdate.training import TrainConfig, evaluate, train
 
 SHAPE = (1, 8, 8)
 CLASSES = 10
@@ -364,3 +364,14 @@ def test_label_free_transfer_and_fine_tuning_baseline(digits_setup):
     assert before["labels"] > 0 and all(not torch.equal(ft[k], s_state[k]) for k in ("1.weight", "5.weight"))
     with pytest.raises(StudentError, match="trainable"):
         TransferConfig(trainable="head")
+
+
+def test_build_model_rejects_widths_that_do_not_fit_the_architecture():
+    with pytest.raises(ValueError, match="vgg-tiny: widths must list 4"):
+        build_model("vgg-tiny", SHAPE, CLASSES, seed=0, widths=(8, 8))
+    with pytest.raises(ValueError, match="resnet20: widths must list 5"):
+        build_model("resnet20", SHAPE, CLASSES, seed=0, widths=(4,) * 9, blocks=(1, 2, 2))
+    with pytest.raises(ValueError, match="only for residual"):
+        build_model("mlp", SHAPE, CLASSES, seed=0, blocks=(1, 1, 1))
+    with pytest.raises(ValueError, match="positive integers"):
+        build_model("mlp", SHAPE, CLASSES, seed=0, widths=(8, 0))
