@@ -7,7 +7,9 @@ Hooks let methods observe or constrain optimisation without copying the loop:
   thesis Eq. 5.9, accumulates −g⊙Δw from these).
 * ``post_step(model)`` runs after every step (DPU's sparse fine-tuning rewinds masked-out weights
   here; FedProx-style constraints could too).
-* ``extra_loss(model)`` adds a term to the loss (FedProx's proximal term, knowledge transfer).
+* ``extra_loss(model)`` adds a term to the loss (FedProx's proximal term).
+* ``loss_fn(model, x, y)`` replaces the batch loss ``cross_entropy(model(x), y)`` altogether, for
+  objectives that need the batch itself (layer-wise knowledge transfer from a teacher).
 
 Batches are drawn with a generator seeded from the caller's seed, so a call is deterministic.
 """
@@ -110,6 +112,7 @@ def train(
     on_step: Callable[[NamedTensors, NamedTensors], None] | None = None,
     post_step: Callable[[nn.Module], None] | None = None,
     extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
+    loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     validation: TensorData | None = None,
 ) -> TrainReport:
     """Train ``model`` in place on ``data``; return what was measured.
@@ -138,7 +141,7 @@ def train(
                 continue  # BatchNorm cannot train on a single sample
             x, y = data.x[idx].to(device), data.y[idx].to(device)
             opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x), y)
+            loss = loss_fn(model, x, y) if loss_fn is not None else F.cross_entropy(model(x), y)
             if extra_loss is not None:
                 loss = loss + extra_loss(model)
             loss.backward()

@@ -46,12 +46,23 @@ class PruningError(ValueError):
 
 @dataclass(frozen=True)
 class PruneGroup:
-    """A prunable conv, its BatchNorm (if any) and the layers that read its output channels."""
+    """A prunable layer, its BatchNorm (if any) and the layers that read its output channels.
 
-    conv: str  # module name
+    ``linear_consumers`` read the channels as input features: one feature per channel after a
+    global average pool (or straight from a Linear producer), or ``h·w`` consecutive features per
+    channel after flattening a spatial map (``all_layers`` plans only); :func:`channel_selections`
+    derives the block size from the shapes.
+    """
+
+    conv: str  # module name of the producing layer: a Conv2d (in ``all_layers`` plans also a Linear)
     bn: str | None
     conv_consumers: tuple[str, ...]  # convs reading the channels as input channels
-    linear_consumers: tuple[str, ...]  # linears reading them as features after global pooling
+    linear_consumers: tuple[str, ...]  # linears reading them as features
+
+    @property
+    def layer(self) -> str:
+        """The producing layer's module name (alias of ``conv``)."""
+        return self.conv
 
 
 def _is_module(node: fx.Node, modules: Mapping[str, nn.Module], kind: type | tuple[type, ...]) -> bool:
@@ -76,23 +87,25 @@ def _global_pool(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:
 
 
 def _flatten(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:
-    return _is_module(node, modules, nn.Flatten) or (node.op == "call_function" and node.target is torch.flatten)
+    return _is_module(node, modules, nn.Flatten) or (node.op == "call_function" and node.target is torch.flatten) \
+        or (node.op == "call_method" and node.target in ("view", "reshape", "flatten"))
 
 
 def _follow(node: fx.Node, modules: Mapping[str, nn.Module], convs: list[str], linears: list[str],
-            pooled: bool = False, flat: bool = False) -> bool:
-    """Collect the layers consuming ``node``'s channels; False if any use is not channel-safe."""
+            mode: str = "map", spatial_flatten: bool = False) -> bool:
+    """Collect the layers consuming ``node``'s channels; False if any use is not channel-safe.
+
+    ``mode``: ``map`` (an N×C×H×W map), ``pooled`` (after a global pool) or ``flat`` (N×F features).
+    """
     for user in node.users:
-        if flat:
+        if mode == "flat":
             if _is_module(user, modules, nn.Linear):
                 linears.append(str(user.target))
-                continue
-            return False
-        if pooled:
-            if _flatten(user, modules) and _follow(user, modules, convs, linears, flat=True):
-                continue
-            if user.op == "call_method" and user.target in ("view", "reshape", "flatten") \
-                    and _follow(user, modules, convs, linears, flat=True):
+            elif not (_channelwise(user, modules) and _follow(user, modules, convs, linears, "flat")):
+                return False
+            continue
+        if mode == "pooled":
+            if _flatten(user, modules) and _follow(user, modules, convs, linears, "flat"):
                 continue
             return False
         if user.op == "call_module" and _is_plain_conv(modules[str(user.target)]):
@@ -100,18 +113,26 @@ def _follow(node: fx.Node, modules: Mapping[str, nn.Module], convs: list[str], l
                 return False
             convs.append(str(user.target))
         elif _global_pool(user, modules):
-            if not _follow(user, modules, convs, linears, pooled=True):
+            if not _follow(user, modules, convs, linears, "pooled"):
                 return False
         elif _channelwise(user, modules):
-            if not _follow(user, modules, convs, linears):
+            if not _follow(user, modules, convs, linears, "map", spatial_flatten):
+                return False
+        elif spatial_flatten and _flatten(user, modules):
+            if not _follow(user, modules, convs, linears, "flat"):
                 return False
         else:
             return False
     return True
 
 
-def pruning_plan(model: nn.Module) -> list[PruneGroup]:
-    """The prunable conv layers of ``model`` with their BatchNorm and consumers (via ``torch.fx``)."""
+def pruning_plan(model: nn.Module, *, all_layers: bool = False) -> list[PruneGroup]:
+    """The prunable layers of ``model`` with their BatchNorm and consumers (via ``torch.fx``).
+
+    By default only convs whose channels end in convs or a global-pool head (Li et al., used by
+    FP). ``all_layers=True`` also plans Linear layers feeding Linear layers (with an optional
+    BatchNorm1d) and convs read through a plain flatten (the activation-based students).
+    """
     try:
         graph = fx.symbolic_trace(model).graph
     except Exception as exc:  # fx raises many types for untraceable control flow
@@ -119,21 +140,72 @@ def pruning_plan(model: nn.Module) -> list[PruneGroup]:
     modules = dict(model.named_modules())
     plan: list[PruneGroup] = []
     for node in graph.nodes:
-        if node.op != "call_module" or not _is_plain_conv(modules[str(node.target)]):
+        if node.op != "call_module":
+            continue
+        mod = modules[str(node.target)]
+        linear = all_layers and isinstance(mod, nn.Linear)
+        if not (_is_plain_conv(mod) or linear):
             continue
         out, bn = node, None
         users = list(node.users)
-        if len(users) == 1 and _is_module(users[0], modules, nn.BatchNorm2d):
+        norm = nn.BatchNorm1d if linear else nn.BatchNorm2d
+        if len(users) == 1 and _is_module(users[0], modules, norm):
             out, bn = users[0], str(users[0].target)
         convs: list[str] = []
         linears: list[str] = []
-        if out.users and _follow(out, modules, convs, linears):
+        if out.users and _follow(out, modules, convs, linears, "flat" if linear else "map", all_layers) \
+                and (convs or linears):
             plan.append(PruneGroup(str(node.target), bn, tuple(convs), tuple(linears)))
     return plan
 
 
 def _key(module: str, attr: str) -> str:
     return f"{module}.{attr}" if module else attr
+
+
+def channel_selections(model: nn.Module, plan: list[PruneGroup], keep: Mapping[str, torch.Tensor], *,
+                       buffers: bool = False) -> dict[str, dict[int, torch.Tensor]]:
+    """Which entries of which tensors survive when ``keep[g.conv]`` channels of each group ``g`` stay.
+
+    Returns ``{state key: {dim: kept indices along dim}}`` for every tensor that loses entries:
+    the producer's weight/bias rows, its BatchNorm's affine parameters (and with ``buffers`` its
+    running statistics), the consumers' input channels or feature columns. Groups missing from
+    ``keep`` keep everything.
+    """
+    modules = dict(model.named_modules())
+    out: dict[str, dict[int, torch.Tensor]] = {}
+
+    def select(module: str, attr: str, dim: int, index: torch.Tensor) -> None:
+        out.setdefault(_key(module, attr), {})[dim] = index
+
+    for group in plan:
+        if group.conv not in keep:
+            continue
+        kept = torch.as_tensor(keep[group.conv], dtype=torch.long)
+        producer = modules[group.conv]
+        channels = int(producer.weight.shape[0])
+        select(group.conv, "weight", 0, kept)
+        if getattr(producer, "bias", None) is not None:
+            select(group.conv, "bias", 0, kept)
+        if group.bn is not None:
+            bn = modules[group.bn]
+            if bn.affine:
+                select(group.bn, "weight", 0, kept)
+                select(group.bn, "bias", 0, kept)
+            if buffers and bn.track_running_stats:
+                select(group.bn, "running_mean", 0, kept)
+                select(group.bn, "running_var", 0, kept)
+        for consumer in group.conv_consumers:
+            select(consumer, "weight", 1, kept)
+        for consumer in group.linear_consumers:
+            features = int(modules[consumer].in_features)
+            if features % channels:
+                raise PruningError(f"{consumer} reads {features} features, not a multiple of "
+                                   f"{group.conv}'s {channels} channels")
+            block = features // channels  # h·w features per channel after a flatten, 1 after pooling
+            columns = (kept[:, None] * block + torch.arange(block)[None, :]).reshape(-1)
+            select(consumer, "weight", 1, columns)
+    return out
 
 
 def pruning_masks(model: nn.Module, state: Mapping[str, torch.Tensor], compression: float) -> dict[str, torch.Tensor]:
@@ -145,14 +217,7 @@ def pruning_masks(model: nn.Module, state: Mapping[str, torch.Tensor], compressi
     plan = pruning_plan(model)
     if not plan:
         raise PruningError(f"{type(model).__name__} has no prunable conv layer")
-    modules = dict(model.named_modules())
-    masks: dict[str, torch.Tensor] = {}
-
-    def mask_of(key: str) -> torch.Tensor:
-        if key not in masks:
-            masks[key] = torch.ones_like(state[key], dtype=torch.bool)
-        return masks[key]
-
+    keep: dict[str, torch.Tensor] = {}
     for group in plan:
         w = state[_key(group.conv, "weight")]
         o = w.shape[0]
@@ -161,17 +226,15 @@ def pruning_masks(model: nn.Module, state: Mapping[str, torch.Tensor], compressi
             continue
         norms = w.detach().abs().reshape(o, -1).sum(dim=1).double()
         order = sorted(range(o), key=lambda j: (float(norms[j]), j))
-        gone = torch.tensor(order[:drop])
-        mask_of(_key(group.conv, "weight"))[gone] = False
-        if modules[group.conv].bias is not None:
-            mask_of(_key(group.conv, "bias"))[gone] = False
-        if group.bn is not None and modules[group.bn].affine:
-            mask_of(_key(group.bn, "weight"))[gone] = False
-            mask_of(_key(group.bn, "bias"))[gone] = False
-        for consumer in group.conv_consumers:
-            mask_of(_key(consumer, "weight"))[:, gone] = False
-        for consumer in group.linear_consumers:
-            mask_of(_key(consumer, "weight"))[:, gone] = False
+        keep[group.conv] = torch.tensor(sorted(order[drop:]))
+    masks: dict[str, torch.Tensor] = {}
+    for key, dims in channel_selections(model, plan, keep).items():
+        mask = torch.ones_like(state[key], dtype=torch.bool)
+        for dim, index in dims.items():
+            along = torch.zeros(mask.shape[dim], dtype=torch.bool)
+            along[index] = True
+            mask &= along.reshape([-1 if d == dim else 1 for d in range(mask.dim())])
+        masks[key] = mask
     return masks
 
 

@@ -1,5 +1,15 @@
-"""Model zoo: the papers' small networks, built by name."""
+"""Model zoo: the papers' small networks, built by name (and narrower, for pruned students)."""
 
-from edgeupdate.models.zoo import MODEL_NAMES, build_model, count_parameters
+from edgeupdate.models.zoo import (
+    MODEL_NAMES,
+    RESIDUAL_MODELS,
+    Architecture,
+    ArchitectureError,
+    build_model,
+    count_parameters,
+    infer_architecture,
+    model_for_state,
+)
 
-__all__ = ["MODEL_NAMES", "build_model", "count_parameters"]
+__all__ = ["MODEL_NAMES", "RESIDUAL_MODELS", "Architecture", "ArchitectureError", "build_model", "count_parameters",
+           "infer_architecture", "model_for_state"]
