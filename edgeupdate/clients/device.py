@@ -64,9 +64,10 @@ class DeviceState:
             meta = context.state[_META]
             self.version, self.hash = int(meta["version"]), str(meta["hash"])
             self.uploaded_through, self.upload_pending = int(meta["uploaded_through"]), int(meta["upload_pending"])
-        else:  # factory image: version 0, regenerated from the seed; D¹ is the server's already
-            self.weights = {k: v.clone() for k, v in runtime.initial_state.items()}
-            self.version, self.hash, self.uploaded_through, self.upload_pending = 0, runtime.initial_hash, 1, 0
+        else:  # factory image: version 0 regenerated from the seed (none on a student device); D¹ is the server's
+            factory = runtime.factory_state(int(context.node_config["partition-id"]))
+            self.weights = {k: v.clone() for k, v in factory.items()}
+            self.version, self.hash, self.uploaded_through, self.upload_pending = 0, state_hash(self.weights), 1, 0
         self.last_apply_cost = ApplyCost(0.0, 0)
 
     def save(self) -> None:
@@ -225,9 +226,10 @@ def make_client_app(runtime_for: RuntimeFactory) -> ClientApp:
             state.upload_pending = 0
             state.save_meta()
         status, reason, apply_host_s = _evaluate_task(runtime, state, device_id, task)
-        model = runtime.new_model()
-        model.load_state_dict(state.weights)
-        loss, acc = evaluate(model, runtime.device_test(device_id))
+        if state.weights:
+            loss, acc = evaluate(runtime.model_for(state.weights), runtime.device_test(device_id))
+        else:  # a student device before its first student arrives holds no model
+            loss, acc = float("nan"), float("nan")
         state.save()
         metrics = {"num-examples": len(runtime.layout.device_test[device_id]), "accuracy": acc,
                    "loss": loss, "bytes_down_received": len(bytes(task.get("package", b""))),

@@ -18,6 +18,7 @@ from edgeupdate.configs import ExperimentConfig, config_from_dict, dump_config
 from edgeupdate.datasets import Dataset, load_dataset
 from edgeupdate.datasets.stream import DataLayout, make_layout
 from edgeupdate.models import build_model
+from edgeupdate.models.zoo import model_for_state
 from edgeupdate.models.cost import ForwardProfile, forward_profile
 from edgeupdate.seeding import derive_seed
 from edgeupdate.training import TensorData
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from edgeupdate.simulation.clock import SimulatedFleet
 
 StateDict = dict[str, torch.Tensor]
+DENSE_APPLY_FACTOR = 3  # a dense update needs the old model, the package and a staged copy
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,25 @@ class ExperimentRuntime:
     def model_bytes(self) -> int:
         """Bytes of the deployed model's tensors."""
         return state_bytes(self.initial_state)
+
+    def student_memory(self, device_id: int) -> int | None:
+        """The memory budget of the student this device runs; None when it runs the full model.
+
+        With ``fleet.students.enabled`` a device gets a student when it cannot hold a dense update
+        of the model: its old weights, the package and a staged copy (``DENSE_APPLY_FACTOR`` ×).
+        """
+        if not self.cfg.fleet.students.enabled:
+            return None
+        memory = self.fleet.memory_bytes(device_id)
+        return memory if memory < DENSE_APPLY_FACTOR * self.model_bytes else None
+
+    def factory_state(self, device_id: int) -> StateDict:
+        """What the device ships with: version 0 of the model, or nothing on a student device."""
+        return {} if self.student_memory(device_id) is not None else self.initial_state
+
+    def model_for(self, weights: StateDict) -> nn.Module:
+        """A model of the configured architecture (the full one or a student) holding ``weights``."""
+        return model_for_state(self.cfg.model.name, self.dataset.input_shape, self.dataset.num_classes, weights)
 
     def signing_key(self) -> HmacKey | None:
         """The shared key packages are signed with (None when signing is off)."""

@@ -109,6 +109,23 @@ class FaultsConfig:
 
 
 @dataclass(frozen=True)
+class StudentsConfig:
+    """Tiered models (Zhao et al.): a pruned student for every device that cannot hold a dense update.
+
+    Such a device (memory < 3 × the model's bytes: old model, package, staged copy) runs a student
+    cut from the server's model by activation-based filter pruning (threshold P lowered from 1 to
+    ``min_threshold``, then narrower, until the student and its own dense update fit the device's
+    memory; M = ``images``) and trained each round by layer-wise knowledge transfer from the
+    server's new model (``trainable``: ``all`` layers or the paper's ``last-in-group``).
+    """
+
+    enabled: bool = False
+    min_threshold: float = bounded(0.7, min=0.0, max=1.0)
+    images: int = bounded(128, min=1)
+    trainable: str = choice("all", "all", "last-in-group")
+
+
+@dataclass(frozen=True)
 class FleetConfig:
     """The simulated devices: who they are (tiers or a CSV), the round deadline and faults.
 
@@ -128,6 +145,7 @@ class FleetConfig:
     server_flop_per_s: float = bounded(10e12, gt=0.0)  # the retraining server's sustained FLOP/s
     host_flop_per_s: float = bounded(50e9, gt=0.0)  # what relative_speed = 1 means (deterministic clock)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
+    students: StudentsConfig = field(default_factory=StudentsConfig)
 
 
 @dataclass(frozen=True)

@@ -37,15 +37,19 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from edgeupdate import protocol as P
-from edgeupdate.clients.runtime import ExperimentRuntime, StateDict
+from edgeupdate.clients.runtime import DENSE_APPLY_FACTOR, ExperimentRuntime, StateDict
 from edgeupdate.datasets import NORMALIZATION
 from edgeupdate.datasets.codec import decode_samples
+from edgeupdate.seeding import derive_seed
 from edgeupdate.simulation.fleet import RoundOutcome, Workload
 from edgeupdate.simulation.metrics import MetricsCollector
 from edgeupdate.simulation.network import largest_fitting_int
 from edgeupdate.training import TensorData
-from edgeupdate.updates import UpdatePackage, dense_package, sparse_package
+from edgeupdate.updates import UpdatePackage, dense_package, sparse_package, state_hash
 from edgeupdate.updates.cost import ApplyCost, apply_cost, state_bytes
+
+#: Bytes a student's budget keeps free for a package's header, checksum and signature.
+PACKAGE_HEADER_ALLOWANCE = 4096
 
 #: Push outcomes the device must report exactly as planned (a mismatch is a simulation bug).
 _PLANNED_EXACTLY = (P.OFFLINE, P.NO_MEMORY, P.DEADLINE)
@@ -71,14 +75,27 @@ class ModelVersion:
     parent: str = ""  # the state a budget package was built from
 
 
+MAIN_LINE = "main"
+
+
 @dataclass
 class DeviceView:
-    """What the server knows about one device."""
+    """What the server knows about one device; ``line`` is the model it runs (main or a student)."""
 
     device_id: int
     node_id: int
     version: int = 0
     hash: str = ""
+    line: str = MAIN_LINE
+
+
+@dataclass
+class StudentLine:
+    """The student model of one memory budget (Zhao et al.): its spec and latest state."""
+
+    memory_bytes: int
+    latest: ModelVersion
+    spec: Any = None  # edgeupdate.algorithms.students.StudentSpec once cut from the first model
 
 
 @dataclass(frozen=True)
@@ -122,6 +139,16 @@ class EdgeStrategy(Strategy):
 
     name: ClassVar[str] = "edge"
     Params: ClassVar[type] = NoParams
+    trains_students: ClassVar[bool] = False  # can keep student models for memory-poor devices
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """Raise ConfigError when ``cfg`` asks for something this strategy cannot do."""
+        if cfg.fleet.students.enabled and not cls.trains_students:
+            from edgeupdate.configs import ConfigError
+
+            raise ConfigError("fleet.students.enabled", f"strategy {cls.name!r} cannot train students: they are "
+                                                        f"cut and trained on the server's data (server-retrain strategies)")
 
     def __init__(self, runtime: ExperimentRuntime, params: Any, collector: MetricsCollector,
                  devices: dict[int, int]) -> None:
@@ -131,12 +158,23 @@ class EdgeStrategy(Strategy):
         self.fleet = runtime.fleet
         self.params = params
         self.collector = collector
-        self.views = {node: DeviceView(dev, node, 0, runtime.initial_hash) for node, dev in devices.items()}
+        self.check_config(self.cfg)
         v0 = ModelVersion(0, runtime.initial_state, runtime.initial_hash, kind="initial")
         self.states: dict[str, ModelVersion] = {v0.hash: v0}  # every state a device may hold now
         self.version_log: list[dict[str, Any]] = []
-        self._log_version(0, v0)
+        self._log_version(0, v0, MAIN_LINE)
         self.latest = v0
+        self.students: dict[str, StudentLine] = {}
+        self.views = {}
+        for node, dev in devices.items():
+            memory = runtime.student_memory(dev)
+            line = MAIN_LINE if memory is None else f"student-{memory}"
+            if line != MAIN_LINE and line not in self.students:
+                empty = ModelVersion(0, {}, state_hash({}), kind="initial")
+                self.students[line] = StudentLine(memory, empty)
+                self.states[empty.hash] = empty
+                self._log_version(0, empty, line)
+            self.views[node] = DeviceView(dev, node, 0, self.target_of_line(line).hash, line)
         self.key = runtime.signing_key()
         self.log = RoundLog()
         self.clock_s = 0.0  # simulated time at which the next round starts
@@ -189,6 +227,17 @@ class EdgeStrategy(Strategy):
         """An analytic estimate of a package's size (e.g. DPU's S_w·k·I + S_x(k)·I); None if none."""
         return None
 
+    def update_students(self, round_: int) -> None:
+        """Bring every student line up to the newly released model (server-retrain strategies)."""
+
+    def target_of_line(self, line: str) -> ModelVersion:
+        """The latest state of model line ``line``."""
+        return self.latest if line == MAIN_LINE else self.students[line].latest
+
+    def target_of(self, view: DeviceView) -> ModelVersion:
+        """The state ``view``'s device should hold after this round."""
+        return self.target_of_line(view.line)
+
     # ------------------------------------------------------------ Flower API
     def summary(self) -> None:  # Flower calls this at start; the runner prints its own header
         pass
@@ -239,9 +288,10 @@ class EdgeStrategy(Strategy):
             weights = package.apply(base.weights)  # exactly what a device will hold
             self.latest = ModelVersion(server_round, weights, package.header.target_hash)
             self.states[self.latest.hash] = self.latest
-            self._log_version(server_round, self.latest)
+            self._log_version(server_round, self.latest, MAIN_LINE)
             self._release = package
             self.log.pushed = True
+            self.update_students(server_round)
         else:
             self._release = None
         self.log.server_time_s = time.perf_counter() - t0
@@ -252,11 +302,12 @@ class EdgeStrategy(Strategy):
                            grid: Grid) -> Iterable[Message]:
         messages = []
         for view in self._views_in_order():
-            task: dict[str, Any] = {"round": server_round, "target_version": self.latest.number,
+            target = self.target_of(view)
+            task: dict[str, Any] = {"round": server_round, "target_version": target.number,
                                     "package": b"", "link": P.LINK_OK,
                                     "upload_acked": self.log.train_status.get(view.device_id) == P.UPLOADED}
             push = Push(base_version=view.version)
-            if view.hash != self.latest.hash:
+            if view.hash != target.hash:
                 enc = self._package_for(view)
                 outcome = self._plan_push(server_round, view, enc)
                 if self.cfg.fleet.budgets and outcome.status in (P.DEADLINE, P.NO_MEMORY):
@@ -278,23 +329,28 @@ class EdgeStrategy(Strategy):
             self._check_report(server_round, r)
             self.collector.add_row(**self._row(server_round, r, next_start_s - self.log.start_s))
         self.clock_s = next_start_s
-        held = {v.hash for v in self.views.values()} | {self.latest.hash}
+        held = {v.hash for v in self.views.values()} | {self.target_of_line(v.line).hash for v in self.views.values()}
         self.states = {h: s for h, s in self.states.items() if h in held}
         return self.collector.round_summary(server_round)
 
     # -------------------------------------------------------------- the push
     def _package_for(self, view: DeviceView) -> Encoded:
-        """The package that takes ``view``'s state to the latest (encoded once per base state)."""
-        if view.hash not in self._encoded:
+        """The package that takes ``view``'s state to its line's latest (encoded once per base state)."""
+        key = f"{view.line}/{view.hash}"
+        if key not in self._encoded:
             release = self._release
-            base = self.states[view.hash]
-            if release is not None and release.header.base_hash in (view.hash, None):
+            base, target = self.states[view.hash], self.target_of(view)
+            if view.line == MAIN_LINE and release is not None and release.header.base_hash in (view.hash, None):
                 package, kind = release, "release"  # base-free packages fit any state
+            elif not base.weights:  # a student device's first student: the whole model
+                package = dense_package(target.weights, method=f"{self.name}-{view.line}", target_version=target.number,
+                                        base=base.weights, base_version=base.number)
+                kind = "full"
             else:
-                package = self.catch_up_package(base, self.latest)
+                package = self.catch_up_package(base, target)
                 kind = "full" if all(t.kind == "dense" for t in package.header.tensors) else "catch-up"
-            self._encoded[view.hash] = self._encode(package, kind, base)
-        return self._encoded[view.hash]
+            self._encoded[key] = self._encode(package, kind, base)
+        return self._encoded[key]
 
     def _encode(self, package: UpdatePackage, kind: str, base: ModelVersion) -> Encoded:
         payload = package.encode(self.key)
@@ -310,13 +366,13 @@ class EdgeStrategy(Strategy):
     def _budgeted(self, round_: int, view: DeviceView, enc: Encoded,
                   outcome: RoundOutcome) -> tuple[Encoded, RoundOutcome]:
         """The largest top-|Δ| share of the update that fits the device's deadline and memory."""
-        base = self.states[view.hash]
-        changed = int(sum((self.latest.weights[k] != v).sum() for k, v in base.weights.items()))
+        base, target = self.states[view.hash], self.target_of(view)
+        changed = int(sum((target.weights[k] != v).sum() for k, v in base.weights.items()))
         tried: dict[int, tuple[Encoded, RoundOutcome]] = {}
 
         def fits(count: int) -> bool:
             if count not in tried:
-                candidate = self._encode(self.budget_package(base, self.latest, count), "budget", base)
+                candidate = self._encode(self.budget_package(base, target, count), "budget", base)
                 tried[count] = (candidate, self._plan_push(round_, view, candidate))
             return tried[count][1].status not in (P.DEADLINE, P.NO_MEMORY)
 
@@ -326,10 +382,10 @@ class EdgeStrategy(Strategy):
         candidate, planned = tried[best]
         package = UpdatePackage.decode(candidate.payload, self.key)
         weights = package.apply(base.weights)
-        state = ModelVersion(self.latest.number, weights, package.header.target_hash, kind="budget", parent=base.hash)
+        state = ModelVersion(target.number, weights, package.header.target_hash, kind="budget", parent=base.hash)
         if state.hash not in self.states:
             self.states[state.hash] = state
-            self._log_version(round_, state)
+            self._log_version(round_, state, view.line)
         return candidate, planned
 
     def _act_out(self, round_: int, device_id: int, enc: Encoded, outcome: RoundOutcome) -> dict[str, Any]:
@@ -364,6 +420,7 @@ class EdgeStrategy(Strategy):
     # -------------------------------------------------------------- metrics
     def _row(self, round_: int, r: P.DeviceReport, round_sim_time_s: float) -> dict[str, Any]:
         dev = r.device_id
+        view = self.views[r.node_id]
         push = self.log.push.get(dev, Push())
         out, train = push.outcome, self.log.train.get(dev)
         device_busy_s = (out.sim_time_s if out else 0.0) + (train.sim_time_s if train else 0.0)
@@ -377,7 +434,7 @@ class EdgeStrategy(Strategy):
             train_status=self.log.train_status.get(dev, "none"),
             base_version=push.base_version if out else r.model_version, package_kind=push.kind,
             catch_up=push.kind in ("catch-up", "full"), pushed=self.log.pushed,
-            up_to_date=r.model_hash == self.latest.hash,
+            up_to_date=r.model_hash == self.target_of(view).hash, model_line=view.line,
             sim_time_s=device_busy_s, transfer_s=out.transfer_s if out else 0.0,
             apply_s=out.apply_s if out else 0.0, upload_s=train.upload_s if train else 0.0,
             train_s=train.apply_s if train else 0.0, deadline_s=self.fleet.deadline_s,
@@ -388,9 +445,10 @@ class EdgeStrategy(Strategy):
             **self.log.extra)
 
     # -------------------------------------------------------------- helpers
-    def _log_version(self, round_: int, state: ModelVersion) -> None:
-        self.version_log.append({"round": round_, "model_version": state.number, "model_hash": state.hash,
-                                 "kind": state.kind, "parent_hash": state.parent})
+    def _log_version(self, round_: int, state: ModelVersion, line: str) -> None:
+        self.version_log.append({"round": round_, "model_line": line, "model_version": state.number,
+                                 "model_hash": state.hash, "kind": state.kind, "parent_hash": state.parent,
+                                 "parameters": sum(t.numel() for t in state.weights.values())})
 
     def _views_in_order(self) -> list[DeviceView]:
         return sorted(self.views.values(), key=lambda v: v.device_id)
@@ -415,8 +473,11 @@ class EdgeStrategy(Strategy):
 class ServerRetrainStrategy(EdgeStrategy):
     """The server retrains on Dʳ = Dʳ⁻¹ ∪ δDʳ and pushes packages; devices only run inference.
 
-    Subclasses implement :meth:`retrain` (and usually :meth:`release_package`).
+    Subclasses implement :meth:`retrain` (and usually :meth:`release_package`). With
+    ``fleet.students`` the server also keeps one student per memory budget (:meth:`update_students`).
     """
+
+    trains_students = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -441,7 +502,41 @@ class ServerRetrainStrategy(EdgeStrategy):
         data = TensorData(torch.cat([d.x for d in self.pool if len(d)]), torch.cat([d.y for d in self.pool if len(d)]))
         self.log.extra["server_samples"] = float(len(data))
         self.log.server_flops = self.retrain_flops(len(data))
+        self._data = data
         return self.retrain(round_, self.latest, data)
+
+    def update_students(self, round_: int) -> None:
+        """Cut each memory budget's student from the first released model (§3 of Zhao et al.), then
+        train it by layer-wise knowledge transfer from every new release on Dʳ (§4.1)."""
+        if not self.students:
+            return
+        from edgeupdate.algorithms.knowledge_transfer import TransferConfig, transfer_knowledge
+        from edgeupdate.algorithms.students import StudentError, fit_student
+        from edgeupdate.configs import ConfigError
+        from edgeupdate.models.cost import forward_profile
+
+        opts, model, ds = self.cfg.fleet.students, self.cfg.model, self.runtime.dataset
+        teacher = self.latest.weights
+        for name, line in sorted(self.students.items(), key=lambda kv: kv[1].memory_bytes):
+            start = line.latest.weights
+            if line.spec is None:
+                try:
+                    line.spec, start = fit_student(
+                        model.name, ds.input_shape, ds.num_classes, teacher, self._data, line.memory_bytes,
+                        apply_overhead_bytes=lambda b: (DENSE_APPLY_FACTOR - 1) * b + PACKAGE_HEADER_ALLOWANCE,
+                        images=opts.images,
+                        seed=derive_seed(self.cfg.seed, "student", line.memory_bytes), min_threshold=opts.min_threshold)
+                except StudentError as err:
+                    raise ConfigError("fleet.students", f"{name}: {err}") from None
+            weights, _ = transfer_knowledge(teacher, start, line.spec, self._data, self.cfg.training,
+                                            derive_seed(self.cfg.seed, "student", line.memory_bytes, round_),
+                                            cfg=TransferConfig(trainable=opts.trainable),
+                                            validation=self.validation if len(self.validation) else None)
+            line.latest = ModelVersion(round_, weights, state_hash(weights))
+            self.states[line.latest.hash] = line.latest
+            self._log_version(round_, line.latest, name)
+            student_flops = forward_profile(line.spec.build(), ds.input_shape).flops
+            self.log.server_flops += (3 * student_flops + self.runtime.forward.flops) * len(self._data) * self.cfg.training.epochs
 
     def retrain_flops(self, samples: int) -> float:
         """FLOPs of one retraining on ``samples`` (forward + backward ≈ 3 forward passes per epoch)."""

@@ -99,3 +99,35 @@ def test_a_device_without_memory_for_local_training_sits_fl_rounds_out(tiny_conf
     others = df.drop(1, level="device_id")
     assert (others["train_status"] == "trained").all() and (others["bytes_up"] > 0).all()
     assert (others["train_s"] > 0).all() and (poor["train_s"] == 0).all()
+
+
+def test_devices_too_small_for_the_model_run_a_pruned_student(tiny_config, tmp_path):
+    # the 64-64 MLP is 19.5 kB: a dense update needs ~59 kB; device 0 has 40 kB, device 1 20 kB
+    csv = tmp_path / "fleet.csv"
+    csv.write_text("device_id,tier,memory_bytes\n0,rpi-gateway,40000\n1,rpi-gateway,20000\n2,rpi-gateway,\n")
+    cfg = tiny_config("num_devices=3", "rounds=2", f"fleet.csv={csv}", "model.hidden=[64]", "training.epochs=10",
+                      "fleet.students.enabled=true", "strategy.name=full", "strategy.params={init='warm'}")
+
+    run_experiment(cfg, tmp_path / "run", progress=False)
+    df = pd.read_csv(tmp_path / "run" / "metrics.csv").set_index(["round", "device_id"])
+    versions = pd.read_csv(tmp_path / "run" / "versions.csv")
+
+    assert df.xs(0, level="device_id")["model_line"].unique().tolist() == ["student-40000"]
+    assert df.xs(1, level="device_id")["model_line"].unique().tolist() == ["student-20000"]
+    assert (df["status"] == "applied").all() and df["up_to_date"].all()
+    assert (df["accuracy"] > 0.5).all()  # every device, students included, classifies after round 1
+    params = versions.groupby("model_line")["parameters"].max()
+    assert params["student-20000"] < params["student-40000"] < params["main"]
+    assert 3 * 4 * params["student-40000"] + 4096 <= 40000 and 3 * 4 * params["student-20000"] + 4096 <= 20000
+    first = df.loc[(1, 0)]
+    assert (first["package_kind"], first["base_version"]) == ("full", 0)  # the whole student, from nothing
+    assert set(df["model_hash"]) <= set(versions["model_hash"])
+
+
+def test_students_need_a_server_retrain_strategy(tiny_config):
+    from edgeupdate.configs import ConfigError
+    from edgeupdate.strategies.registry import strategy_class
+
+    cfg = tiny_config("fleet.students.enabled=true", "strategy.name=fedavg", "strategy.params={}")
+    with pytest.raises(ConfigError, match="fleet.students.enabled: strategy 'fedavg' cannot train students"):
+        strategy_class("fedavg").check_config(cfg)
