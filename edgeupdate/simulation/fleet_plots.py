@@ -1,8 +1,8 @@
-"""The fleet view of one or more runs (``fleet.png``), drawn from the metrics files alone.
+"""The fleet view of one or more runs (``fleet.png`` and a per-tier table), from the metrics alone.
 
 Four panels, one line or bar group per run (strategy):
 
-* fraction of the fleet holding the server's latest model, per round and per tier;
+* fraction of the fleet holding the server's latest model, per round (per tier for a single run);
 * fleet accuracy against the simulated clock (end of each round);
 * what the push did to each device per round (applied, no_update, offline, deadline, no_memory,
   rejected), stacked;
@@ -56,11 +56,15 @@ def plot_fleet(frames: Mapping[str, pd.DataFrame], path: Path, title: str = "") 
     for i, (label, df) in enumerate(frames.items()):
         style = _LINESTYLES[i % len(_LINESTYLES)]
         overall = df.groupby("round")["up_to_date"].mean()
-        ax_up.plot(overall.index, overall.values, color="black", linestyle=style, marker="o", label=f"{label}: all")
-        for tier, part in df.groupby("device_tier"):
+        if len(frames) > 1:  # one line per run; per-tier lines would be unreadable
+            ax_up.plot(overall.index, overall.values, linestyle=style, marker="o", label=label)
+            continue_tiers = False
+        else:
+            ax_up.plot(overall.index, overall.values, color="black", marker="o", label="all devices")
+            continue_tiers = True
+        for tier, part in df.groupby("device_tier") if continue_tiers else ():
             share = part.groupby("round")["up_to_date"].mean()
-            ax_up.plot(share.index, share.values, color=tier_colors[tier], linestyle=style, alpha=0.8,
-                       label=f"{label}: {tier}")
+            ax_up.plot(share.index, share.values, color=tier_colors[tier], alpha=0.8, label=tier)
         acc = df.groupby("round")["accuracy"].mean()
         ax_time.plot(round_end_s(df).reindex(acc.index) / scale, acc.values, linestyle=style, marker="o", label=label)
         counts = pd.crosstab(df["round"], df["status"])
@@ -97,3 +101,25 @@ def plot_fleet(frames: Mapping[str, pd.DataFrame], path: Path, title: str = "") 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+OUTCOMES = ("applied", "offline", "deadline", "no_memory", "rejected")
+
+
+def tier_outcomes(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per (run, tier): devices, push outcomes over the run, catch-ups and budgeted shares
+    applied, final accuracy and bytes received per device."""
+    rows = []
+    for label, df in frames.items():
+        last = df["round"].max()
+        for tier, part in df.groupby("device_tier"):
+            applied = part[part["status"] == "applied"]
+            rows.append({
+                "strategy": label, "tier": tier, "devices": part["device_id"].nunique(),
+                **{status: int((part["status"] == status).sum()) for status in OUTCOMES},
+                "catch_up_applied": int(applied["catch_up"].sum()),
+                "budget_applied": int((applied["package_kind"] == "budget").sum()),
+                "final_accuracy": float(part[part["round"] == last]["accuracy"].mean()),
+                "bytes_down_per_device": float(part["bytes_down"].sum() / part["device_id"].nunique()),
+            })
+    return pd.DataFrame(rows)

@@ -24,13 +24,16 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from edgeupdate.configs import ExperimentConfig
-from edgeupdate.simulation.fleet_plots import FLEET_PLOT, has_fleet_columns, plot_fleet
+from edgeupdate.simulation.fleet_plots import FLEET_PLOT, has_fleet_columns, plot_fleet, tier_outcomes
 from edgeupdate.simulation.plots import plot_accuracy_vs_sim_time, plot_accuracy_vs_total_bytes, plot_runs
 
 if TYPE_CHECKING:
     from edgeupdate.simulation.compare import Entry
 
 REPORT_FILES = ("report.md", "report.html")
+TIERS_CSV = "fleet_by_tier.csv"
+TIERS_NOTE = ("Push outcomes summed over rounds and devices of each tier; `catch_up_applied` / `budget_applied` "
+              "count applied catch-up (or full) packages and budgeted shares; accuracy after the last round.")
 NO_CLOCK_NOTE = ("No simulated clock in these runs' metrics (no `round_sim_time_s` or `sim_time_s` column), "
                  "so accuracy vs simulated time is not plotted.")
 
@@ -113,12 +116,15 @@ def _fleet_line(cfg: ExperimentConfig) -> str:
 
 
 def _entry_rows(entries: Sequence[Entry]) -> list[tuple[str, str, str]]:
-    return [(e.label, e.strategy, ", ".join(f"{k} = {inline_toml(v)}" for k, v in e.params.items()) or "defaults")
-            for e in entries]
+    rows = []
+    for e in entries:
+        params = [f"{k} = {inline_toml(v)}" for k, v in e.params.items()] + [f"--set {o}" for o in e.overrides]
+        rows.append((e.label, e.strategy, ", ".join(params) or "defaults"))
+    return rows
 
 
 def render_markdown(cfg: ExperimentConfig, table: pd.DataFrame, entries: Sequence[Entry], figures: Sequence[Figure],
-                    *, reference: str, seeds: int, command: str | None) -> str:
+                    *, reference: str, seeds: int, command: str | None, tiers: pd.DataFrame | None = None) -> str:
     """``report.md``: the plots are the PNG files next to it."""
     from edgeupdate.simulation.compare import to_markdown
 
@@ -131,6 +137,8 @@ def render_markdown(cfg: ExperimentConfig, table: pd.DataFrame, entries: Sequenc
     out += ["## Strategies", "", "| label | strategy | parameters |", "|---|---|---|"]
     out += [f"| {label} | {base} | `{params}` |" if params != "defaults" else f"| {label} | {base} | defaults |"
             for label, base, params in _entry_rows(entries)] + [""]
+    if tiers is not None:
+        out += ["## The fleet by tier", "", to_markdown(tiers).rstrip("\n"), "", TIERS_NOTE, ""]
     out += ["## Plots", ""]
     for fig in figures:
         out += [f"### {fig.title}", ""]
@@ -143,14 +151,20 @@ def _png_data_uri(path: Path) -> str:
 
 
 def render_html(cfg: ExperimentConfig, table: pd.DataFrame, entries: Sequence[Entry], figures: Sequence[Figure],
-                *, reference: str, seeds: int, command: str | None) -> str:
+                *, reference: str, seeds: int, command: str | None, tiers: pd.DataFrame | None = None) -> str:
     """``report.html``: self-contained, the plots embedded as base64 PNGs."""
     from edgeupdate.simulation.compare import format_value
 
     e = html.escape
-    head = "".join(f"<th>{e(c)}</th>" for c in table.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{e(format_value(v, c))}</td>" for v, c in zip(row, table.columns))
-                   + "</tr>" for row in table.itertuples(index=False))
+
+    def html_table(df: pd.DataFrame) -> str:
+        head = "".join(f"<th>{e(c)}</th>" for c in df.columns)
+        rows = "".join("<tr>" + "".join(f"<td>{e(format_value(v, c))}</td>" for v, c in zip(row, df.columns))
+                       + "</tr>" for row in df.itertuples(index=False))
+        return f"<table><tr>{head}</tr>{rows}</table>"
+
+    fleet = (f"<h2>The fleet by tier</h2>{html_table(tiers)}<p>{e(TIERS_NOTE.replace('`', ''))}</p>"
+             if tiers is not None else "")
     notes = "".join(f"<li><code>{e(c)}</code>: {e(COLUMN_NOTES[c])}</li>" for c in table.columns if c in COLUMN_NOTES)
     setup = "".join(f"<li>{e(line).replace('`', '')}</li>" for line in setup_lines(cfg, reference, seeds))
     strategies = "".join(f"<tr><td>{e(label)}</td><td>{e(base)}</td><td><code>{e(params)}</code></td></tr>"
@@ -166,9 +180,9 @@ def render_html(cfg: ExperimentConfig, table: pd.DataFrame, entries: Sequence[En
              "pre{background:#f4f4f4;padding:.6em;white-space:pre-wrap}")
     return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{e(cfg.name)}: strategies compared</title>"
             f"<style>{style}</style></head><body><h1>{e(cfg.name)}: strategies compared</h1>{cmd}<ul>{setup}</ul>"
-            f"<h2>Results</h2><table><tr>{head}</tr>{rows}</table><ul>{notes}</ul>"
+            f"<h2>Results</h2>{html_table(table)}<ul>{notes}</ul>"
             f"<h2>Strategies</h2><table><tr><th>label</th><th>strategy</th><th>parameters</th></tr>{strategies}</table>"
-            f"<h2>Plots</h2>{plots}</body></html>\n")
+            f"{fleet}<h2>Plots</h2>{plots}</body></html>\n")
 
 
 def write_report(out_dir: Path, cfg: ExperimentConfig, table: pd.DataFrame, frames: Mapping[str, pd.DataFrame],
@@ -176,7 +190,11 @@ def write_report(out_dir: Path, cfg: ExperimentConfig, table: pd.DataFrame, fram
                  command: str | None = None) -> list[Path]:
     """Draw the plots and write ``report.md`` and ``report.html`` into ``out_dir``; return their paths."""
     figures = comparison_figures(frames, out_dir, title=f"{cfg.name}: strategies compared")
-    kwargs = dict(reference=reference, seeds=seeds, command=command)
+    tiers = None
+    if frames and all(has_fleet_columns(df) for df in frames.values()):
+        tiers = tier_outcomes(frames)
+        tiers.to_csv(out_dir / TIERS_CSV, index=False)
+    kwargs = dict(reference=reference, seeds=seeds, command=command, tiers=tiers)
     md = out_dir / REPORT_FILES[0]
     md.write_text(render_markdown(cfg, table, entries, figures, **kwargs))
     page = out_dir / REPORT_FILES[1]
