@@ -26,6 +26,15 @@ SMALL = ["rounds=4", "num_devices=3", "model.hidden=[24]", "training.epochs=2", 
          "stream.samples_per_round=60"]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These models are tiny: extra intra-op threads only add synchronisation (slow on a busy box)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _strategy(tiny_config, name: str, params: str, *extra: str):
     cfg = tiny_config(*SMALL, f"strategy.name='{name}'", f"strategy.params={params}", *extra)
     params = validate_strategy(name, cfg.strategy.params)
