@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     names = {"full": "full update", "combined": "DPU", "global": "GCPU", "local": "LCPU", "random": "RPU"}
     print(f"server wall time per round: MLP 784-512-512-10 ({count_parameters(model)} params), "
           f"{len(data)} samples of {source}, {args.epochs} epochs per training, batch {args.batch_size}, "
-          f"k = {args.k:g}, median of {args.repeats}, {torch.get_num_threads()} threads, device {args.device}, "
+          f"k = {args.k:g}, median of {args.repeats}, {torch.get_num_threads()} thread(s), device {args.device}, "
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"{'method':<12} {'round_s':>9} {'ratio':>7} {'cpu_s':>8} {'cpu_ratio':>9}   "
           f"{'step1_s':>8} {'select_s':>9} {'step2_s':>8}")

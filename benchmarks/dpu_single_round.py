@@ -112,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
     acc: dict[tuple[float, str], list[float]] = {}
     full_acc: list[float] = []
     base_acc: list[float] = []
+    loss_start: list[float] = []  # training loss on D2 at the deployed weights w
+    loss_full: list[float] = []   # ... and at w^f, after step one (all weights trained)
     started = time.perf_counter()
     for seed in range(args.seeds):
         d1, d2, val, test = split_rounds(train_set, test_set, seed, args.initial, args.new)
@@ -125,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         # Step one depends only on (base, D2, config, seed): compute it once and share w^f across
         # metrics and k, so the metrics are compared on exactly the same full update.
         shared = first_step(model, base, d2, train_cfg, dpu_seed)
+        loss_start.append(shared.loss_start)
+        loss_full.append(shared.loss_full)
         for k in ks:
             for selector in selectors:
                 cfg = PartialUpdateConfig(k=k, selector=selector)
@@ -146,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         rows.append(cells)
     bm, bs = _mean_std([100 * a for a in base_acc])
     fm, fs = _mean_std([100 * a for a in full_acc])
+    (l0m, l0s), (lfm, lfs) = _mean_std(loss_start), _mean_std(loss_full)
     title = (f"Training loss right after rewinding (final test accuracy), mean ± std over {args.seeds} seeds; "
              f"MNIST MLP 784-512-512-10, |D1| = {args.initial}, |dD2| = {args.new}, "
              f"{args.epochs} epochs per step, Adam lr {args.lr:g} (x0.1 every {max(1, args.epochs // 3)} epochs), "
@@ -153,7 +158,9 @@ def run(args: argparse.Namespace) -> int:
     footer = [f"deployed model (trained on D1, {args.init_epochs} epochs): test accuracy {bm:.2f} ± {bs:.2f} %",
               f"full updating on D2 (all weights, {args.epochs} epochs from the deployed model): "
               f"test accuracy {fm:.2f} ± {fs:.2f} %",
-              f"runtime: {runtime_s:.0f} s on {torch.get_num_threads()} threads"]
+              f"training loss on D2 at the deployed weights w: {l0m:.3f} ± {l0s:.3f}; "
+              f"at w^f after step one (all weights): {lfm:.3f} ± {lfs:.3f}",
+              f"runtime: {runtime_s:.0f} s, {torch.get_num_threads()} thread(s)"]
     if args.markdown:
         print(title + "\n")
         print("| " + " | ".join(header) + " |")

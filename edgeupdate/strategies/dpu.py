@@ -41,7 +41,16 @@ class PartialParams:
 
 
 class PartialUpdating(ServerRetrainStrategy):
-    """Base of the DPU family: one selector, the rest shared."""
+    """Base of the DPU family: one selector, the rest shared.
+
+    The server keeps a *training line*: the model each round's update starts from. Normally it is
+    the deployed model. With ``reinitialize`` a round may restart the line from a seeded random
+    init (§5.4.2); with ``skip_if_no_gain`` a round is pushed only when the line beats the deployed
+    model on validation (§5.5). Both together are the thesis's scheme (§5.5.3): after a
+    re-initialisation the line keeps training from the re-initialised model in the next rounds while
+    the devices keep the better model they hold, until the line wins; then one package — the init
+    seed plus every value the line changed since — brings the devices onto it.
+    """
 
     Params = PartialParams
     selector = "combined"
@@ -49,7 +58,10 @@ class PartialUpdating(ServerRetrainStrategy):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._reinit_samples = 0
-        self._reinit_seed: int | None = None
+        self._line: StateDict | None = None        # the training line while it differs from the deployed model
+        self._line_seed: int | None = None         # init seed of a line re-initialised since the last push
+        self._held_val: float | None = None        # validation accuracy of the model the devices hold
+        self._reinit_seed: int | None = None       # what the next package regenerates on the device
         self._last_result = None
 
     def _config(self) -> PartialUpdateConfig:
@@ -59,24 +71,43 @@ class PartialUpdating(ServerRetrainStrategy):
 
     def retrain(self, round_: int, deployed: ModelVersion, data: TensorData) -> StateDict | None:
         init = None
-        self._reinit_seed = None
-        if self.params.reinitialize and (round_ == 1 or should_reinitialize(len(data), self._reinit_samples)):
-            self._reinit_seed = derive_seed(self.cfg.seed, "init", f"reinit-{round_}")
+        reinit = self.params.reinitialize and (round_ == 1 or should_reinitialize(len(data), self._reinit_samples))
+        seed_now = derive_seed(self.cfg.seed, "init", f"reinit-{round_}") if reinit else None
+        if reinit:
             init = self.runtime.new_model(f"reinit-{round_}").state_dict()
             self._reinit_samples = len(data)
         validation = self.validation if len(self.validation) else None
-        result = partial_update(self.runtime.new_model(), deployed.weights, data, self.cfg.training,
+        start = self._line if self._line is not None else deployed.weights
+        result = partial_update(self.runtime.new_model(), start, data, self.cfg.training,
                                 self._config(), derive_seed(self.cfg.seed, "retrain", round_),
                                 validation=validation, init=init)
         self._last_result = result
         info = result.info
         self.log.extra.update(changed_weights=float(info.changed_count), maskable_weights=float(info.maskable_count),
-                              loss_after_rewind=float(info.loss_after_rewind))
-        if (self.params.skip_if_no_gain and validation is not None and round_ > 1
-                and info.val_accuracy_final is not None and info.val_accuracy_base is not None
-                and info.val_accuracy_final <= info.val_accuracy_base):
-            return None
-        return {k: v.detach().cpu().clone() for k, v in result.state.items()}
+                              loss_after_rewind=float(info.loss_after_rewind), reinitialized=float(reinit))
+        state = {k: v.detach().cpu().clone() for k, v in result.state.items()}
+        if not self.params.skip_if_no_gain or validation is None or round_ == 1:
+            self._line = self._line_seed = self._held_val = None
+            self._reinit_seed = seed_now
+            return state
+        # info.val_accuracy_base is the start point's (the line's) validation accuracy. The line
+        # moves on when this round improved it, and always after a re-initialisation: a restarted
+        # line is judged against the deployed model only when deciding to push (as the reference
+        # code does), so it can catch up over the next rounds.
+        if reinit or info.val_accuracy_final > info.val_accuracy_base:
+            line, line_val = state, info.val_accuracy_final
+            line_seed = seed_now if reinit else self._line_seed
+        elif self._line is not None:
+            line, line_val, line_seed = self._line, info.val_accuracy_base, self._line_seed
+        else:
+            return None  # no gain: devices and line stay on the deployed model, nothing is sent
+        held_val = info.val_accuracy_base if self._line is None else self._held_val
+        if line_val > held_val:
+            self._line = self._line_seed = self._held_val = None
+            self._reinit_seed = line_seed  # the package regenerates the init, then sets the line's values
+            return line
+        self._line, self._line_seed, self._held_val = line, line_seed, held_val
+        return None
 
     def release_package(self, round_: int, base: ModelVersion, target: StateDict) -> UpdatePackage:
         pkg = self.cfg.package
