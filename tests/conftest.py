@@ -5,8 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from edgeupdate.configs import load_config
+
+# One intra-op thread: the tests' models are tiny, and two threads on a busy 2-core machine thrash
+# (training ran up to 10× slower in CPU time); Ray's device processes use simulation.torch_threads.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
