@@ -17,6 +17,17 @@ def _issued(run_dir) -> set[str]:
     return set(pd.read_csv(run_dir / "versions.csv")["model_hash"])
 
 
+def _run_csv_fleet(tiny_config, tmp_path, memory_bytes: dict[int, str], *overrides: str):
+    """Run 2 rounds on a fleet CSV of (tier, memory_bytes) per device (empty memory: the tier's own)."""
+    csv = tmp_path / "fleet.csv"
+    csv.write_text("device_id,tier,memory_bytes\n" + "".join(
+        f"{d},{tier},{memory}\n" for d, (tier, memory) in memory_bytes.items()))
+    cfg = tiny_config(f"num_devices={len(memory_bytes)}", "rounds=2", f"fleet.csv={csv}", *overrides)
+    run_experiment(cfg, tmp_path / "run", progress=False)
+    return (pd.read_csv(tmp_path / "run" / "metrics.csv").set_index(["round", "device_id"]),
+            pd.read_csv(tmp_path / "run" / "versions.csv"))
+
+
 def test_full_updates_miss_the_lora_deadline_and_offline_devices_catch_up(tiny_config, tmp_path):
     cfg = tiny_config(*FLEET, *FAULTS, "seed=5")
     fleet = build_runtime(cfg).fleet
@@ -61,14 +72,10 @@ def test_full_updates_miss_the_lora_deadline_and_offline_devices_catch_up(tiny_c
 
 @pytest.mark.parametrize("budgets", [False, True], ids=["no-budgets", "budgets"])
 def test_ka_on_a_memory_poor_device_is_no_memory_or_a_budgeted_share(tiny_config, tmp_path, budgets):
-    csv = tmp_path / "fleet.csv"
-    csv.write_text("device_id,tier,memory_bytes\n0,lora-sf7,\n1,rpi-gateway,20000\n2,rpi-gateway,\n")
-    cfg = tiny_config("num_devices=3", "rounds=2", f"fleet.csv={csv}", "fleet.deadline_s=120.0",
-                      f"fleet.budgets={str(budgets).lower()}", "strategy.name=ka", "strategy.params={n=2}")
-
-    run_experiment(cfg, tmp_path / "run", progress=False)
-    df = pd.read_csv(tmp_path / "run" / "metrics.csv").set_index(["round", "device_id"])
-    versions = pd.read_csv(tmp_path / "run" / "versions.csv")
+    df, versions = _run_csv_fleet(tiny_config, tmp_path,
+                                  {0: ("lora-sf7", ""), 1: ("rpi-gateway", "20000"), 2: ("rpi-gateway", "")},
+                                  "fleet.deadline_s=120.0", f"fleet.budgets={str(budgets).lower()}",
+                                  "strategy.name=ka", "strategy.params={n=2}")
 
     assert (df.xs(2, level="device_id")["status"] == "applied").all()
     if not budgets:  # a 1.3 kB KA package needs ~3 min on LoRa SF7; its SVD needs ~49 kB of memory
@@ -85,13 +92,10 @@ def test_ka_on_a_memory_poor_device_is_no_memory_or_a_budgeted_share(tiny_config
 
 
 def test_a_device_without_memory_for_local_training_sits_fl_rounds_out(tiny_config, tmp_path):
-    csv = tmp_path / "fleet.csv"
-    csv.write_text("device_id,tier,memory_bytes\n0,rpi-gateway,\n1,rpi-gateway,30000\n2,rpi-gateway,\n")
-    cfg = tiny_config("num_devices=3", "rounds=2", f"fleet.csv={csv}", "strategy.name=fedavg", "strategy.params={}",
-                      "client.optimizer=sgd", "client.momentum=0.0", "client.batch_size=32")
-
-    run_experiment(cfg, tmp_path / "run", progress=False)
-    df = pd.read_csv(tmp_path / "run" / "metrics.csv").set_index(["round", "device_id"])
+    df, _ = _run_csv_fleet(tiny_config, tmp_path,
+                           {0: ("rpi-gateway", ""), 1: ("rpi-gateway", "30000"), 2: ("rpi-gateway", "")},
+                           "strategy.name=fedavg", "strategy.params={}", "client.optimizer=sgd",
+                           "client.momentum=0.0", "client.batch_size=32")
 
     poor = df.xs(1, level="device_id")
     assert (poor["train_status"] == "no_memory").all() and (poor["bytes_up"] == 0).all()
@@ -102,15 +106,11 @@ def test_a_device_without_memory_for_local_training_sits_fl_rounds_out(tiny_conf
 
 
 def test_devices_too_small_for_the_model_run_a_pruned_student(tiny_config, tmp_path):
-    # the 64-64 MLP is 19.5 kB: a dense update needs ~59 kB; device 0 has 40 kB, device 1 20 kB
-    csv = tmp_path / "fleet.csv"
-    csv.write_text("device_id,tier,memory_bytes\n0,rpi-gateway,40000\n1,rpi-gateway,20000\n2,rpi-gateway,\n")
-    cfg = tiny_config("num_devices=3", "rounds=2", f"fleet.csv={csv}", "model.hidden=[64]", "training.epochs=10",
-                      "fleet.students.enabled=true", "strategy.name=full", "strategy.params={init='warm'}")
-
-    run_experiment(cfg, tmp_path / "run", progress=False)
-    df = pd.read_csv(tmp_path / "run" / "metrics.csv").set_index(["round", "device_id"])
-    versions = pd.read_csv(tmp_path / "run" / "versions.csv")
+    # the MLP with one hidden layer of 64 is 19.5 kB: a dense update needs ~59 kB; devices 0/1 have 40/20 kB
+    df, versions = _run_csv_fleet(tiny_config, tmp_path,
+                                  {0: ("rpi-gateway", "40000"), 1: ("rpi-gateway", "20000"), 2: ("rpi-gateway", "")},
+                                  "model.hidden=[64]", "training.epochs=10", "fleet.students.enabled=true",
+                                  "strategy.name=full", "strategy.params={init='warm'}")
 
     assert df.xs(0, level="device_id")["model_line"].unique().tolist() == ["student-40000"]
     assert df.xs(1, level="device_id")["model_line"].unique().tolist() == ["student-20000"]
