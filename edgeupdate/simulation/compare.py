@@ -13,8 +13,9 @@ means (and standard deviations). Outputs in ``out_dir``:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -28,11 +29,40 @@ COLUMNS = ["strategy", "final_accuracy", "mean_accuracy", "mean_accuracy_diff_vs
            "bytes_ratio_vs_ref", "total_bytes_up", "server_time_s"]
 
 
-def strategy_config(cfg: ExperimentConfig, name: str) -> ExperimentConfig:
-    """``cfg`` with strategy ``name`` and its parameters from the config."""
-    params = cfg.strategies.get(name, cfg.strategy.params if name == cfg.strategy.name else {})
-    validate_strategy(name, params)
-    return dataclasses.replace(cfg, strategy=StrategyConfig(name=name, params=dict(params)))
+def strategy_config(cfg: ExperimentConfig, name: str, overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
+    """``cfg`` with strategy ``name`` and its parameters from the config, ``overrides`` on top;
+    validated against the whole config (raises ConfigError naming the key)."""
+    params = {**cfg.strategies.get(name, cfg.strategy.params if name == cfg.strategy.name else {}), **(overrides or {})}
+    out = dataclasses.replace(cfg, strategy=StrategyConfig(name=name, params=dict(params)))
+    validate_strategy(name, out.strategy.params, out)
+    return out
+
+
+Runner = Callable[[ExperimentConfig, Path], object]
+
+
+def simulation_runner(data_dir: str | None = None) -> Runner:
+    """Run a config on Flower's simulation engine into a directory (no progress lines)."""
+    from edgeupdate.simulation.runner import run_experiment
+
+    return lambda c, d: run_experiment(c, d, data_dir=data_dir, progress=False)
+
+
+def run_all(configs: Mapping[str, ExperimentConfig], out_dir: Path, *, seeds: int = 1,
+            run: Runner | None = None, data_dir: str | None = None,
+            log: Callable[[str], None] = print) -> dict[str, list[pd.DataFrame]]:
+    """Run every labelled config ``seeds`` times (seeds seed … seed+N−1) into
+    ``out_dir/runs/<label>-s<seed>/``; return each label's per-seed metrics frames."""
+    run = run or simulation_runner(data_dir)
+    frames: dict[str, list[pd.DataFrame]] = {}
+    for label, config in configs.items():
+        for i in range(seeds):
+            seeded = dataclasses.replace(config, seed=config.seed + i)
+            run_dir = out_dir / "runs" / f"{label}-s{seeded.seed}"
+            log(f"{label} (seed {seeded.seed}) → {run_dir}")
+            run(seeded, run_dir)
+            frames.setdefault(label, []).append(read_metrics(run_dir))
+    return frames
 
 
 def _per_round_accuracy(df: pd.DataFrame) -> pd.Series:
@@ -83,24 +113,14 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 
 def compare(cfg: ExperimentConfig, strategies: Sequence[str], out_dir: Path, *, reference: str | None = None,
-            seeds: int = 1, run: Callable[[ExperimentConfig, Path], object] | None = None,
+            seeds: int = 1, run: Runner | None = None, data_dir: str | None = None,
             log: Callable[[str], None] = print) -> pd.DataFrame:
     """Run each strategy (× seeds), write the comparison files, return the table."""
-    from edgeupdate.simulation.runner import run_experiment
-
     reference = reference or strategies[0]
     if reference not in strategies:
         strategies = [reference, *strategies]
     configs = {name: strategy_config(cfg, name) for name in strategies}  # validate all before running any
-    run = run or (lambda c, d: run_experiment(c, d, progress=False))
-    frames: dict[str, list[pd.DataFrame]] = {}
-    for name in strategies:
-        for i in range(seeds):
-            seeded = dataclasses.replace(configs[name], seed=cfg.seed + i)
-            run_dir = out_dir / "runs" / f"{name}-s{seeded.seed}"
-            log(f"compare: {name} (seed {seeded.seed}) → {run_dir}")
-            run(seeded, run_dir)
-            frames.setdefault(name, []).append(read_metrics(run_dir))
+    frames = run_all(configs, out_dir, seeds=seeds, run=run, data_dir=data_dir, log=lambda m: log(f"compare: {m}"))
     table = summarise(frames, reference)
     table.to_csv(out_dir / "comparison.csv", index=False)
     (out_dir / "comparison.md").write_text(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edgeupdate.clients.runtime import StateDict
+from edgeupdate.clients.runtime import ExperimentRuntime, StateDict
 from edgeupdate.seeding import derive_seed
 from edgeupdate.strategies.base import ModelVersion, ServerRetrainStrategy
 from edgeupdate.strategies.registry import register
@@ -19,6 +19,22 @@ class FullParams:
     init: str = field(default="same-seed", metadata={"choices": ("same-seed", "warm")})
 
 
+def retrain_dense(runtime: ExperimentRuntime, round_: int, data: TensorData, start: StateDict | None,
+                  validation: TensorData | None) -> StateDict:
+    """Train every weight on ``data`` with ``[training]``, from ``start`` (None: the seed's random
+    init, i.e. version 0); the round's seed makes it deterministic.
+
+    Every strategy that deploys θ¹ this way (``full``, the KA family's deployment round) holds
+    bit-identical weights after round 1, so their later rounds start from the same model.
+    """
+    model = runtime.new_model(0)
+    if start is not None:
+        model.load_state_dict(start)
+    train(model, data, runtime.cfg.training, seed=derive_seed(runtime.cfg.seed, "retrain", round_),
+          validation=validation if validation is not None and len(validation) else None)
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
 @register
 class FullUpdate(ServerRetrainStrategy):
     """Full updating: retrain on Dʳ, send every weight."""
@@ -27,9 +43,5 @@ class FullUpdate(ServerRetrainStrategy):
     Params = FullParams
 
     def retrain(self, round_: int, deployed: ModelVersion, data: TensorData) -> StateDict:
-        model = self.runtime.new_model(0)
-        if self.params.init == "warm":
-            model.load_state_dict(deployed.weights)
-        train(model, data, self.cfg.training, seed=derive_seed(self.cfg.seed, "retrain", round_),
-              validation=self.validation if len(self.validation) else None)
-        return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        start = deployed.weights if self.params.init == "warm" else None
+        return retrain_dense(self.runtime, round_, data, start, self.validation)
