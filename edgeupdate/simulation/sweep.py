@@ -35,7 +35,7 @@ from edgeupdate.simulation.compare import Runner, run_all, simulation_runner, st
 
 GRID_SYNTAX = "STRATEGY.PARAM=V1,V2,... (e.g. ka.n=1,2,4)"
 COLUMNS = ["strategy", "params", "update_params", "update_pct", "bytes_down", "bytes_pct", "initial_accuracy",
-           "accuracy", "lift", "applied_devices", "devices", "server_time_s", "reject_reason"]
+           "accuracy", "lift", "applied_devices", "devices", "server_time_s", "wall_time_s", "reject_reason"]
 
 
 class GridError(ValueError):
@@ -260,6 +260,8 @@ def sweep(cfg: ExperimentConfig, strategies: Sequence[str], axes: Sequence[GridA
             failed.append(point.label)
             continue
         row = point_row(point, frames[point.label], dense)
+        row["wall_time_s"] = sum(_wall_time(out_dir / "runs" / f"{point.label}-s{point.config.seed + k}")
+                                 for k in range(seeds)) / seeds
         if row["applied_devices"] < row["devices"]:
             log(f"sweep: WARNING {point.label}: only {row['applied_devices']} of {row['devices']} devices applied "
                 f"the update; a device rejected it: {row['reject_reason']}")
@@ -272,6 +274,14 @@ def sweep(cfg: ExperimentConfig, strategies: Sequence[str], axes: Sequence[GridA
         raise SweepError(f"{len(failed)} of {len(points)} points failed ({', '.join(failed)}); the others are in "
                          f"{out_dir}/sweep.csv; rerun with --resume to run only what is missing")
     return table
+
+
+def _wall_time(run_dir: Path) -> float:
+    """The run's ``wall_time_s`` from its summary.json (device discovery, round 1 and the update;
+    not Ray's start-up)."""
+    import json
+
+    return float(json.loads((run_dir / "summary.json").read_text())["wall_time_s"])
 
 
 def _write_markdown(table: pd.DataFrame, cfg: ExperimentConfig, seeds: int, path: Path) -> None:
