@@ -174,14 +174,11 @@ def point_row(point: SweepPoint, runs: Sequence[pd.DataFrame], dense_model_bytes
 
 def dense_model_bytes(cfg: ExperimentConfig) -> int:
     """Encoded size of the whole model as a dense fp32 package (the "send everything" reference)."""
-    from edgeupdate.datasets import DATASET_SHAPES
-    from edgeupdate.models.zoo import build_model
+    from edgeupdate.clients.runtime import config_model
     from edgeupdate.updates import dense_package
 
-    shape, classes = DATASET_SHAPES[cfg.dataset.name]
-    model = build_model(cfg.model.name, shape, classes, seed=0,
-                        hidden=cfg.model.hidden if cfg.model.name == "mlp" else None)
-    return len(dense_package(model.state_dict(), method="full", target_version=1).encode())
+    state = config_model(cfg, seed=0).state_dict()
+    return len(dense_package(state, method="full", target_version=1).encode())
 
 
 def table_of(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

@@ -25,10 +25,9 @@ from edgeupdate.algorithms.factorized import (
     check_ranks,
     compact_refine,
 )
-from edgeupdate.clients.runtime import StateDict
+from edgeupdate.clients.runtime import StateDict, config_model
 from edgeupdate.configs import ConfigError, ExperimentConfig
-from edgeupdate.datasets import DATASET_SHAPES
-from edgeupdate.models.zoo import build_model, count_parameters
+from edgeupdate.models.zoo import count_parameters
 from edgeupdate.seeding import derive_seed
 from edgeupdate.strategies.base import ModelVersion, ServerRetrainStrategy
 from edgeupdate.strategies.full import retrain_dense
@@ -45,6 +44,7 @@ class CompactParams:
     rank: int = field(default=4, metadata={"min": 1})  # ML / LRA / LRU rank r
     proportion: float = field(default=0.01, metadata={"gt": 0.0, "max": 1.0})  # RM proportion P
     compression: float = field(default=0.5, metadata={"min": 0.0, "max": 0.95})  # FP compression rate c
+    init_scale: float = field(default=1e-3, metadata={"gt": 0.0, "max": 1.0})  # std of KA's U′, V′, s′ₘ₊₁… and LRU's L at start
     epochs: int = field(default=0, metadata={"min": 0})  # refinement epochs on Dʳ; 0: [training].epochs
     deploy: bool = True  # round 1 trains θ¹ on D¹ fully and sends it dense (Eq. 1)
 
@@ -52,7 +52,7 @@ class CompactParams:
 def compact_config(method: str, params: CompactParams) -> CompactConfig:
     """The algorithm's settings for ``method`` from the strategy parameters."""
     return CompactConfig(method=method, n=params.n, rank=params.rank, proportion=params.proportion,
-                         compression=params.compression)
+                         compression=params.compression, init_scale=params.init_scale)
 
 
 class CompactRefinement(ServerRetrainStrategy):
@@ -66,9 +66,7 @@ class CompactRefinement(ServerRetrainStrategy):
     def check_config(cls, cfg: ExperimentConfig, params: CompactParams) -> None:
         """Raise :class:`ConfigError` before any training if the model cannot hold the setting:
         n / rank above a layer's min(o, i), or ``fp`` on a model without prunable filters."""
-        shape, classes = DATASET_SHAPES[cfg.dataset.name]
-        model = build_model(cfg.model.name, shape, classes, seed=0,
-                            hidden=cfg.model.hidden if cfg.model.name == "mlp" else None)
+        model = config_model(cfg, seed=0)
         if cls.method in FACTOR_METHODS:
             try:
                 check_ranks(model, compact_config(cls.method, params))
