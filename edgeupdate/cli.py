@@ -3,6 +3,7 @@
     edgeupdate run CONFIG [--out DIR] [--set key=value ...] [--data-dir DIR]
     edgeupdate compare CONFIG --strategies a,b,c [--reference full] [--seeds N] [--out DIR]
         (a name is a strategy or a [strategies.<label>] table with strategy = "<name>")
+    edgeupdate sweep CONFIG [--strategies a,b] --param-grid 'ka.n=1,2,4' [--param-grid ...] [--seeds N] [--out DIR] [--resume]
     edgeupdate plot RUN_DIR
     edgeupdate package inspect FILE
     edgeupdate package apply --model IN --package FILE --out OUT [--hmac-key KEY]
@@ -65,6 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--out", type=Path, default=None, help="output directory (default runs/compare-<name>-<timestamp>)")
     cmp_.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
 
+    swp = sub.add_parser("sweep", help="accuracy vs update size: one single-update run per strategy × grid value")
+    _add_run_args(swp)
+    swp.add_argument("--strategies", default="", help="comma-separated names (default: those named in --param-grid)")
+    swp.add_argument("--param-grid", dest="grid", action="append", default=[], metavar="STRATEGY.PARAM=V1,V2,...",
+                     help="values of one strategy parameter, e.g. 'ka.n=1,2,4' or 'rm.proportion=0.005,0.01'; repeatable")
+    swp.add_argument("--seeds", type=int, default=1, help="runs per point with seeds seed..seed+N-1")
+    swp.add_argument("--out", type=Path, default=None, help="output directory (default runs/sweep-<name>-<timestamp>)")
+    swp.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
+    swp.add_argument("--resume", action="store_true",
+                     help="reuse the runs in --out that finished with the same config; run only the others")
+
     plot = sub.add_parser("plot", help="redraw a run's plots from its metrics")
     plot.add_argument("run_dir", type=Path)
 
@@ -123,6 +135,37 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from edgeupdate.configs import load_config
+    from edgeupdate.simulation.compare import to_markdown
+    from edgeupdate.simulation.sweep import GridError, SweepError, parse_grid, sweep, sweep_points, verdict
+
+    cfg = load_config(args.config, args.overrides)
+    if args.seeds < 1:
+        raise CliError("--seeds must be >= 1")
+    names = [n.strip() for n in args.strategies.split(",") if n.strip()]
+    try:
+        axes = parse_grid(args.grid)
+        points = sweep_points(cfg, names, axes)  # every point checked before any output or training
+    except GridError as err:
+        raise CliError(str(err)) from None
+    if args.resume and args.out is None:
+        raise CliError("--resume needs --out (the directory of the sweep to resume)")
+    out = _out_dir(args.out, f"sweep-{cfg.name}", args.overwrite or args.resume)
+    print(f"edgeupdate: sweep {cfg.name}: {len(points)} points × {args.seeds} seed(s), "
+          f"each a {cfg.rounds}-round simulation → {out}", flush=True)
+    try:
+        table = sweep(cfg, names, axes, out, seeds=args.seeds, data_dir=args.data_dir, resume=args.resume)
+    except SweepError as err:
+        raise CliError(str(err), EXIT_FAILED) from None
+    print(to_markdown(table[["strategy", "params", "update_params", "update_pct", "bytes_down", "initial_accuracy",
+                             "accuracy", "lift", "applied_devices", "devices"]]))
+    for line in verdict(table):
+        print(line)
+    print(f"results: {out}/ (sweep.csv, sweep.md, sweep.png, runs/)")
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from edgeupdate.simulation.plots import plot_run
 
@@ -156,7 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in reports
-        handler = {"run": cmd_run, "compare": cmd_compare, "plot": cmd_plot, "package": cmd_package}[args.command]
+        handler = {"run": cmd_run, "compare": cmd_compare, "sweep": cmd_sweep, "plot": cmd_plot,
+                   "package": cmd_package}[args.command]
         return handler(args)
     except CliError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from edgeupdate.configs import ExperimentConfig, config_from_dict, dump_config
-from edgeupdate.datasets import Dataset, load_dataset
+from edgeupdate.datasets import DATASET_SHAPES, Dataset, load_dataset
 from edgeupdate.datasets.stream import DataLayout, make_layout
 from edgeupdate.models import build_model
 from edgeupdate.models.zoo import model_for_state
@@ -32,6 +32,13 @@ StateDict = dict[str, torch.Tensor]
 DENSE_APPLY_FACTOR = 3  # a dense update needs the old model, the package and a staged copy
 
 
+def config_model(cfg: ExperimentConfig, seed: int) -> nn.Module:
+    """``cfg``'s model for its dataset's input shape and classes (known without reading data)."""
+    shape, classes = DATASET_SHAPES[cfg.dataset.name]
+    m = cfg.model
+    return build_model(m.name, shape, classes, seed=seed, hidden=m.hidden if m.name == "mlp" else None)
+
+
 @dataclass(frozen=True)
 class ExperimentRuntime:
     """Everything derived deterministically from an :class:`ExperimentConfig`."""
@@ -42,10 +49,7 @@ class ExperimentRuntime:
 
     def new_model(self, seed_part: int | str = 0) -> nn.Module:
         """A fresh model whose weights derive from (seed, "init", seed_part)."""
-        m = self.cfg.model
-        return build_model(m.name, self.dataset.input_shape, self.dataset.num_classes,
-                           seed=derive_seed(self.cfg.seed, "init", seed_part),
-                           hidden=m.hidden if m.name == "mlp" else None)
+        return config_model(self.cfg, derive_seed(self.cfg.seed, "init", seed_part))
 
     @functools.cached_property
     def initial_state(self) -> StateDict:

@@ -173,7 +173,7 @@ def config_from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
     cfg = build_dataclass(ExperimentConfig, data)
     from edgeupdate.strategies.registry import validate_strategy  # strategies register themselves
 
-    validate_strategy(cfg.strategy.name, cfg.strategy.params)
+    validate_strategy(cfg.strategy.name, cfg.strategy.params, cfg)
     return cfg
 
 

@@ -4,7 +4,7 @@ Pure numpy/torch, no Flower. ``load_dataset(name)`` returns a :class:`Dataset` w
 ``TensorData`` train/test splits; ``partition_indices`` splits sample indices across devices.
 """
 
-from edgeupdate.datasets.base import DATASET_NAMES, NORMALIZATION, Dataset, Normalization
+from edgeupdate.datasets.base import DATASET_NAMES, DATASET_SHAPES, NORMALIZATION, Dataset, Normalization
 from edgeupdate.datasets.download import download_dataset
 from edgeupdate.datasets.errors import DatasetError
 from edgeupdate.datasets.partition import PARTITION_METHODS, partition_indices
@@ -13,6 +13,7 @@ from edgeupdate.datasets.registry import canonical_name, clear_cache, load_datas
 
 __all__ = [
     "DATASET_NAMES",
+    "DATASET_SHAPES",
     "DATA_DIR_ENV",
     "NORMALIZATION",
     "PARTITION_METHODS",

@@ -48,6 +48,17 @@ NORMALIZATION: dict[str, Normalization] = {
 }
 
 
+# (input_shape, num_classes) of every dataset, known without reading its files (configs are checked
+# against the model they build before any data is loaded; tests check the loaders agree).
+DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
+    "digits": ((1, 8, 8), 10),
+    "mnist": ((1, 28, 28), 10),
+    "fashion-mnist": ((1, 28, 28), 10),
+    "cifar10": ((3, 32, 32), 10),
+    "cifar100": ((3, 32, 32), 100),
+}
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A loaded dataset: normalised train/test tensors plus their shape and class count.

@@ -42,7 +42,7 @@ from edgeupdate.configs.loader import build_dataclass
 from edgeupdate.configs.schema import StrategyConfig
 from edgeupdate.simulation.metrics import read_metrics
 from edgeupdate.simulation.plots import round_sim_times
-from edgeupdate.strategies.registry import STRATEGIES, strategy_class
+from edgeupdate.strategies.registry import STRATEGIES, strategy_class, validate_strategy
 
 COLUMNS = ["strategy", "final_accuracy", "mean_accuracy", "mean_accuracy_diff_vs_ref_pp", "total_bytes_down",
            "bytes_ratio_vs_ref", "total_bytes_up", "server_time_s", "sim_time_s"]
@@ -69,7 +69,9 @@ class Entry:
                 cfg = config_from_dict(apply_overrides(config_to_dict(cfg), self.overrides))
             except ConfigError as err:
                 raise ConfigError(f"strategies.{self.label}.{SET_KEY}", str(err)) from None
-        return dataclasses.replace(cfg, strategy=StrategyConfig(name=self.strategy, params=dict(self.params)))
+        out = dataclasses.replace(cfg, strategy=StrategyConfig(name=self.strategy, params=dict(self.params)))
+        validate_strategy(self.strategy, out.strategy.params, out)  # e.g. KA ranks against the model's layers
+        return out
 
 
 def resolve_entry(cfg: ExperimentConfig, label: str) -> Entry:
@@ -115,9 +117,39 @@ def _resolve_strategy(cfg: ExperimentConfig, label: str, table: dict[str, Any] |
     return Entry(label, label, dict(params))
 
 
-def strategy_config(cfg: ExperimentConfig, label: str) -> ExperimentConfig:
-    """``cfg`` running the strategy behind ``label`` with its parameters from the config."""
-    return resolve_entry(cfg, label).config(cfg)
+def strategy_config(cfg: ExperimentConfig, label: str, overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
+    """``cfg`` running the strategy behind ``label`` with its parameters from the config,
+    ``overrides`` on top; validated against the whole config (raises ConfigError naming the key)."""
+    entry = resolve_entry(cfg, label)
+    if overrides:
+        entry = dataclasses.replace(entry, params={**entry.params, **overrides})
+    return entry.config(cfg)
+
+Runner = Callable[[ExperimentConfig, Path], object]
+
+
+def simulation_runner(data_dir: str | None = None) -> Runner:
+    """Run a config on Flower's simulation engine into a directory (no progress lines)."""
+    from edgeupdate.simulation.runner import run_experiment
+
+    return lambda c, d: run_experiment(c, d, data_dir=data_dir, progress=False)
+
+
+def run_all(configs: Mapping[str, ExperimentConfig], out_dir: Path, *, seeds: int = 1,
+            run: Runner | None = None, data_dir: str | None = None,
+            log: Callable[[str], None] = print) -> dict[str, list[pd.DataFrame]]:
+    """Run every labelled config ``seeds`` times (seeds seed … seed+N−1) into
+    ``out_dir/runs/<label>-s<seed>/``; return each label's per-seed metrics frames."""
+    run = run or simulation_runner(data_dir)
+    frames: dict[str, list[pd.DataFrame]] = {}
+    for label, config in configs.items():
+        for i in range(seeds):
+            seeded = dataclasses.replace(config, seed=config.seed + i)
+            run_dir = out_dir / "runs" / f"{label}-s{seeded.seed}"
+            log(f"{label} (seed {seeded.seed}) → {run_dir}")
+            run(seeded, run_dir)
+            frames.setdefault(label, []).append(read_metrics(run_dir))
+    return frames
 
 
 def _per_round_accuracy(df: pd.DataFrame) -> pd.Series:
@@ -188,28 +220,18 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 
 def compare(cfg: ExperimentConfig, strategies: Sequence[str], out_dir: Path, *, reference: str | None = None,
-            seeds: int = 1, run: Callable[[ExperimentConfig, Path], object] | None = None,
-            data_dir: str | None = None, command: str | None = None,
+            seeds: int = 1, run: Runner | None = None, data_dir: str | None = None, command: str | None = None,
             log: Callable[[str], None] = print) -> pd.DataFrame:
     """Run each label (× seeds), write the comparison files and the report, return the table."""
     from edgeupdate.simulation.report import write_report
-    from edgeupdate.simulation.runner import run_experiment
 
     labels = list(dict.fromkeys(strategies))  # a label given twice runs once
     reference = reference or labels[0]
     if reference not in labels:
         labels = [reference, *labels]
     entries = {label: resolve_entry(cfg, label) for label in labels}  # validate all before running any
-    run = run or (lambda c, d: run_experiment(c, d, data_dir=data_dir, progress=False))
-    frames: dict[str, list[pd.DataFrame]] = {}
-    for label, entry in entries.items():
-        configured = entry.config(cfg)
-        for i in range(seeds):
-            seeded = dataclasses.replace(configured, seed=cfg.seed + i)
-            run_dir = out_dir / "runs" / f"{label}-s{seeded.seed}"
-            log(f"compare: {label} (seed {seeded.seed}) → {run_dir}")
-            run(seeded, run_dir)
-            frames.setdefault(label, []).append(read_metrics(run_dir))
+    configs = {label: entry.config(cfg) for label, entry in entries.items()}
+    frames = run_all(configs, out_dir, seeds=seeds, run=run, data_dir=data_dir, log=lambda m: log(f"compare: {m}"))
     table = summarise(frames, reference)
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "comparison.csv", index=False)

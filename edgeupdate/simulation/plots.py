@@ -142,3 +142,30 @@ def plot_run(run_dir: Path, df: pd.DataFrame | None = None) -> list[Path]:
     if len(df) and has_fleet_columns(df):
         paths.append(plot_fleet({label: df}, run_dir / FLEET_PLOT, title=run_dir.name))
     return paths
+
+
+def plot_sweep(table: pd.DataFrame, path: Path, title: str = "") -> Path:
+    """Accuracy vs update size, one line per strategy (Chen et al. 2022, Fig. 4): against the paper's
+    "Update %" (parameters sent / model parameters) and against the bytes each device received."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+    for name, rows in table.groupby("strategy", sort=False):
+        err = 100 * rows["accuracy_std"] if "accuracy_std" in rows else None
+        for ax, x in ((ax1, "update_pct"), (ax2, "bytes_down")):
+            pts = rows.dropna(subset=[x]).sort_values(x)
+            if len(pts):
+                ax.errorbar(pts[x], 100 * pts["accuracy"], yerr=None if err is None else err[pts.index],
+                            marker="o", capsize=3, label=str(name).upper())
+    initial = 100 * table["initial_accuracy"].median()
+    for ax in (ax1, ax2):
+        ax.axhline(initial, color="grey", linestyle="--", label="before the update")
+        ax.set_xscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+    ax1.set(xlabel="update size (% of the model's parameters)", ylabel="test accuracy (%)")
+    ax2.set(xlabel="update size (bytes received per device)")
+    ax1.legend(fontsize=8)
+    fig.suptitle(title or "accuracy vs update size")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -140,7 +140,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, data_dir: str | None
     (out_dir / "config.toml").write_text(dump_config(cfg))
     runtime = experiment_runtime(cfg, data_dir)  # fail fast on data and fleet problems, before Ray starts
     runtime.fleet  # noqa: B018 (builds and validates the fleet)
-    strategy_class(cfg.strategy.name).check_config(cfg)
+    validate_strategy(cfg.strategy.name, cfg.strategy.params, cfg)  # parameters against the whole config
     client_app: ClientApp = make_client_app(lambda _ctx: experiment_runtime(cfg, data_dir))
     server_app = make_server_app(lambda _ctx: runtime, lambda _ctx: out_dir, progress)
     if not verbose:

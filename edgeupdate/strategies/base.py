@@ -142,8 +142,9 @@ class EdgeStrategy(Strategy):
     trains_students: ClassVar[bool] = False  # can keep student models for memory-poor devices
 
     @classmethod
-    def check_config(cls, cfg: Any) -> None:
-        """Raise ConfigError when ``cfg`` asks for something this strategy cannot do."""
+    def check_config(cls, cfg: Any, params: Any = None) -> None:
+        """Raise ConfigError when ``cfg`` (with this strategy's built ``params``) asks for something
+        this strategy cannot do. Subclasses extend it and call ``super().check_config``."""
         if cfg.fleet.students.enabled and not cls.trains_students:
             from edgeupdate.configs import ConfigError
 
@@ -158,7 +159,7 @@ class EdgeStrategy(Strategy):
         self.fleet = runtime.fleet
         self.params = params
         self.collector = collector
-        self.check_config(self.cfg)
+        self.check_config(self.cfg, self.params)
         v0 = ModelVersion(0, runtime.initial_state, runtime.initial_hash, kind="initial")
         self.states: dict[str, ModelVersion] = {v0.hash: v0}  # every state a device may hold now
         self.version_log: list[dict[str, Any]] = []

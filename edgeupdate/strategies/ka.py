@@ -5,16 +5,32 @@
 (Algorithm 1, :func:`edgeupdate.algorithms.factorized.compact_refine`) and sends only the learnable
 parameters; the device reconstitutes its new weights from its own current ones (Algorithm 2, in
 :mod:`edgeupdate.updates.reconstitution`), and the result hash proves it matches the server's.
+
+Round 1 is the paper's pre-deployment (Eq. 1): with ``deploy = true`` (the default) the server
+trains θ¹ on D¹ exactly as ``full`` does (same code, same seed, so every method of the family, and
+``full``, deploys the bit-identical θ¹) and sends it dense; every later round is a compact update.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
-from edgeupdate.algorithms.factorized import CompactConfig, CompactResult, build_package, compact_refine
-from edgeupdate.clients.runtime import StateDict
+from edgeupdate.algorithms.factorized import (
+    FACTOR_METHODS,
+    CompactConfig,
+    CompactConfigError,
+    CompactResult,
+    build_package,
+    check_ranks,
+    compact_refine,
+)
+from edgeupdate.clients.runtime import StateDict, config_model
+from edgeupdate.configs import ConfigError, ExperimentConfig
+from edgeupdate.models.zoo import count_parameters
 from edgeupdate.seeding import derive_seed
 from edgeupdate.strategies.base import ModelVersion, ServerRetrainStrategy
+from edgeupdate.strategies.full import retrain_dense
 from edgeupdate.strategies.registry import register
 from edgeupdate.training import TensorData
 from edgeupdate.updates import UpdatePackage
@@ -22,33 +38,74 @@ from edgeupdate.updates import UpdatePackage
 
 @dataclass(frozen=True)
 class CompactParams:
-    """Size knobs of the KA family (each method uses its own)."""
+    """Size knobs of the KA family (each method uses its own) and the refinement schedule."""
 
-    n: int = field(default=3, metadata={"min": 1})  # KA augmenting vectors
+    n: int = field(default=3, metadata={"min": 0})  # KA augmenting vectors (0: refine s′ = s only)
     rank: int = field(default=4, metadata={"min": 1})  # ML / LRA / LRU rank r
     proportion: float = field(default=0.01, metadata={"gt": 0.0, "max": 1.0})  # RM proportion P
     compression: float = field(default=0.5, metadata={"min": 0.0, "max": 0.95})  # FP compression rate c
+    init_scale: float = field(default=1e-3, metadata={"gt": 0.0, "max": 1.0})  # std of KA's U′, V′, s′ₘ₊₁… and LRU's L at start
+    epochs: int = field(default=0, metadata={"min": 0})  # refinement epochs on Dʳ; 0: [training].epochs
+    deploy: bool = True  # round 1 trains θ¹ on D¹ fully and sends it dense (Eq. 1)
+
+
+def compact_config(method: str, params: CompactParams) -> CompactConfig:
+    """The algorithm's settings for ``method`` from the strategy parameters."""
+    return CompactConfig(method=method, n=params.n, rank=params.rank, proportion=params.proportion,
+                         compression=params.compression, init_scale=params.init_scale)
 
 
 class CompactRefinement(ServerRetrainStrategy):
-    """Base of the KA family: refine the deployed model, send the learnable set."""
+    """Base of the KA family: deploy θ¹, then refine the deployed model and send the learnable set."""
 
     Params = CompactParams
     method = "ka"
+    _result: CompactResult | None = None  # this round's refinement (None: a dense deployment)
+
+    @classmethod
+    def check_config(cls, cfg: ExperimentConfig, params: CompactParams) -> None:
+        """Raise :class:`ConfigError` before any training if the model cannot hold the setting:
+        n / rank above a layer's min(o, i), or ``fp`` on a model without prunable filters."""
+        super().check_config(cfg, params)
+        model = config_model(cfg, seed=0)
+        if cls.method in FACTOR_METHODS:
+            try:
+                check_ranks(model, compact_config(cls.method, params))
+            except CompactConfigError as err:
+                key = "n" if cls.method == "ka" else "rank"
+                raise ConfigError(f"strategy.params.{key}", f"{err} in model {cfg.model.name!r}") from None
+        elif cls.method == "fp":
+            from edgeupdate.algorithms.filter_pruning import PruningError, pruning_plan
+
+            try:
+                plan = pruning_plan(model)
+            except PruningError as err:
+                raise ConfigError("model.name", f"fp: {err}") from None
+            if not plan:
+                raise ConfigError("model.name", f"fp needs prunable conv filters; model {cfg.model.name!r} has none")
 
     def retrain(self, round_: int, deployed: ModelVersion, data: TensorData) -> StateDict:
         p = self.params
-        cfg = CompactConfig(method=self.method, n=p.n, rank=p.rank, proportion=p.proportion,
-                            compression=p.compression)
-        self._result: CompactResult = compact_refine(
-            self.runtime.new_model(), deployed.weights, data, self.cfg.training, cfg,
-            derive_seed(self.cfg.seed, "retrain", round_),
-            validation=self.validation if len(self.validation) else None)
+        validation = self.validation if len(self.validation) else None
+        if round_ == 1 and p.deploy:
+            self._result = None
+            state = retrain_dense(self.runtime, round_, data, None, validation)
+            size = float(count_parameters(self.runtime.new_model()))
+            self.log.extra.update(update_params=size, model_params=size)
+            return state
+        train_cfg = self.cfg.training
+        if p.epochs:
+            train_cfg = dataclasses.replace(train_cfg, epochs=p.epochs)
+        self._result = compact_refine(
+            self.runtime.new_model(), deployed.weights, data, train_cfg, compact_config(self.method, p),
+            derive_seed(self.cfg.seed, "retrain", round_), validation=validation)
         self.log.extra.update(update_params=float(self._result.update_param_count),
                               model_params=float(self._result.model_param_count))
         return self._result.state
 
     def release_package(self, round_: int, base: ModelVersion, target: StateDict) -> UpdatePackage:
+        if self._result is None:  # the deployment round: θ¹ travels dense
+            return super().release_package(round_, base, target)
         pkg = self.cfg.package
         return build_package(self._result, base.weights, base_version=base.number, target_version=round_,
                              precision=pkg.precision, coding=pkg.coding)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from edgeupdate.configs import ExperimentConfig
     from edgeupdate.strategies.base import EdgeStrategy
 
 STRATEGIES: dict[str, type[EdgeStrategy]] = {}
@@ -62,8 +63,18 @@ def _import(module: str):
     return importlib.import_module(module)
 
 
-def validate_strategy(name: str, params: dict[str, Any]) -> Any:
-    """The strategy's ``Params`` built from ``params`` (raises ConfigError naming the key)."""
+def validate_strategy(name: str, params: dict[str, Any], cfg: ExperimentConfig | None = None) -> Any:
+    """The strategy's ``Params`` built from ``params`` (raises ConfigError naming the key).
+
+    With ``cfg``, a strategy class that defines ``check_config(cfg, params)`` (a classmethod) also
+    checks its parameters against the rest of the config — e.g. the KA family's ranks against the
+    layers of ``cfg``'s model — so an impossible setting fails at load time, before any training.
+    """
     from edgeupdate.configs.loader import build_dataclass
 
-    return build_dataclass(strategy_class(name).Params, params, "strategy.params")
+    cls = strategy_class(name)
+    built = build_dataclass(cls.Params, params, "strategy.params")
+    check = getattr(cls, "check_config", None)
+    if cfg is not None and check is not None:
+        check(cfg, built)
+    return built

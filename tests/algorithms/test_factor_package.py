@@ -13,7 +13,7 @@ from edgeupdate.updates import BaseMismatchError, UpdatePackage, state_hash
 SHAPE = (1, 8, 8)
 CLASSES = 4
 TRAIN = TrainConfig(epochs=1, batch_size=16, lr=0.01)
-CONFIGS = [CompactConfig("ka", n=2), CompactConfig("ml", rank=3), CompactConfig("lra", rank=2),
+CONFIGS = [CompactConfig("ka", n=2), CompactConfig("ka", n=0), CompactConfig("ml", rank=3), CompactConfig("lra", rank=2),
            CompactConfig("lru", rank=2), CompactConfig("rm", proportion=0.05), CompactConfig("fp", compression=0.5)]
 
 
@@ -25,7 +25,7 @@ def setup():
     return model, {k: v.clone() for k, v in model.state_dict().items()}, data
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.method)
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.method}-{c.size_param[0]}={c.size_param[1]}")
 def test_device_reconstitution_reproduces_the_server_state_exactly(setup, cfg):
     model, base, data = setup
     result = compact_refine(model, base, data, TRAIN, cfg, seed=4)
@@ -37,7 +37,7 @@ def test_device_reconstitution_reproduces_the_server_state_exactly(setup, cfg):
     assert state_hash(device_state) != state_hash(base)
 
 
-@pytest.mark.parametrize("cfg", CONFIGS[:5], ids=lambda c: c.method)
+@pytest.mark.parametrize("cfg", CONFIGS[:6], ids=lambda c: f"{c.method}-{c.size_param[0]}={c.size_param[1]}")
 def test_package_bytes_are_the_counted_update(setup, cfg):
     model, base, data = setup
     result = compact_refine(model, base, data, TRAIN, cfg, seed=4)
