@@ -46,6 +46,7 @@ class CompactParams:
     compression: float = field(default=0.5, metadata={"min": 0.0, "max": 0.95})  # FP compression rate c
     init_scale: float = field(default=1e-3, metadata={"gt": 0.0, "max": 1.0})  # std of KA's U′, V′, s′ₘ₊₁… and LRU's L at start
     epochs: int = field(default=0, metadata={"min": 0})  # refinement epochs on Dʳ; 0: [training].epochs
+    lr: float = field(default=0.0, metadata={"min": 0.0})  # refinement learning rate; 0: [training].lr
     deploy: bool = True  # round 1 trains θ¹ on D¹ fully and sends it dense (Eq. 1)
 
 
@@ -96,6 +97,8 @@ class CompactRefinement(ServerRetrainStrategy):
         train_cfg = self.cfg.training
         if p.epochs:
             train_cfg = dataclasses.replace(train_cfg, epochs=p.epochs)
+        if p.lr:
+            train_cfg = dataclasses.replace(train_cfg, lr=p.lr)
         self._result = compact_refine(
             self.runtime.new_model(), deployed.weights, data, train_cfg, compact_config(self.method, p),
             derive_seed(self.cfg.seed, "retrain", round_), validation=validation)

@@ -58,3 +58,28 @@ def test_cli_run_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys):
     assert code == 2 and len(err.splitlines()) == 1
     assert err.startswith("error: config: strategy.params.n: ka n=65 exceeds layer")
     assert not out.exists()
+
+
+def test_refinement_epochs_and_lr_override_the_training_table_only_for_the_compact_update(tiny_config, monkeypatch):
+    """``epochs``/``lr`` retune the compact refinement (round ≥ 2) without touching θ¹'s training."""
+    import edgeupdate.strategies.ka as ka_module
+    from edgeupdate.simulation.metrics import MetricsCollector
+    from edgeupdate.clients.runtime import build_runtime
+    from edgeupdate.strategies.registry import strategy_class, validate_strategy
+
+    cfg = tiny_config("strategy.name='rm'", "strategy.params={epochs=3, lr=0.02}", "training.lr=0.001",
+                      "training.epochs=1")
+    seen = []
+
+    def fake_refine(model, base, data, train_cfg, compact_cfg, seed, validation=None):
+        seen.append(train_cfg)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(ka_module, "compact_refine", fake_refine)
+    strategy = strategy_class("rm")(build_runtime(cfg), validate_strategy("rm", cfg.strategy.params),
+                                    MetricsCollector(), {})
+    with pytest.raises(RuntimeError, match="stop here"):
+        strategy.retrain(2, strategy.latest, strategy.runtime.train_subset(strategy.runtime.layout.server_pool(2)))
+
+    assert (seen[0].epochs, seen[0].lr) == (3, 0.02)
+    assert (cfg.training.epochs, cfg.training.lr) == (1, 0.001)
