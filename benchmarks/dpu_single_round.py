@@ -10,55 +10,32 @@ epochs) gives the reference.
 
     PYTHONPATH=. python benchmarks/dpu_single_round.py [--seeds 3] [--epochs 6] [--markdown]
 
-The data directory must hold ``mnist/*-ubyte.gz`` (default: $EDGEUPDATE_DATA or
-/work/shared/data); the script exits with a message when it does not.
+The data directory must hold ``mnist/*-ubyte.gz`` (``--data-dir``, else $EDGEUPDATE_DATA, else the
+user cache); the script exits with a message when it does not.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
-import os
 import statistics
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from edgeupdate.algorithms.partial import PartialUpdateConfig, first_step, partial_update
+from edgeupdate.datasets import load_dataset
+from edgeupdate.datasets.paths import resolve_data_dir
 from edgeupdate.models.zoo import build_model
 from edgeupdate.seeding import derive_seed, numpy_rng
 from edgeupdate.training import TensorData, TrainConfig, evaluate, train
 
-DEFAULT_DATA_DIR = os.environ.get("EDGEUPDATE_DATA", "/work/shared/data")
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+DEFAULT_DATA_DIR = str(resolve_data_dir())  # $EDGEUPDATE_DATA, else the user cache
 
 
 # ------------------------------------------------------------------ data
-
-
-def _read_idx(path: Path) -> np.ndarray:
-    """A gzip'd IDX file (uint8 payload) as a numpy array."""
-    with gzip.open(path, "rb") as fh:
-        raw = fh.read()
-    if raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file")
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def _local_mnist(directory: Path) -> tuple[TensorData, TensorData]:
-    def split(prefix: str) -> TensorData:
-        images = _read_idx(directory / f"{prefix}-images-idx3-ubyte.gz").astype(np.float32) / 255.0
-        labels = _read_idx(directory / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)
-        x = (torch.from_numpy(images).unsqueeze(1) - MNIST_MEAN) / MNIST_STD
-        return TensorData(x, torch.from_numpy(labels))
-
-    return split("train"), split("t10k")
 
 
 def load_mnist(data_dir: str | Path) -> tuple[TensorData, TensorData] | None:
@@ -66,10 +43,6 @@ def load_mnist(data_dir: str | Path) -> tuple[TensorData, TensorData] | None:
     directory = Path(data_dir) / "mnist"
     if not (directory / "train-images-idx3-ubyte.gz").exists():
         return None
-    try:
-        from edgeupdate.datasets import load_dataset  # the project's reader, when present
-    except ImportError:
-        return _local_mnist(directory)
     ds = load_dataset("mnist", data_dir)
     return ds.train, ds.test
 

@@ -17,7 +17,6 @@ Prints a markdown table; exits non-zero if any package fails to reproduce the se
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,13 +26,14 @@ import torch
 from edgeupdate.algorithms.factorized import CompactConfig, build_package, compact_refine
 from edgeupdate.algorithms.partial import PartialUpdateConfig, partial_update
 from edgeupdate.datasets import load_dataset
+from edgeupdate.datasets.paths import resolve_data_dir
 from edgeupdate.models.zoo import build_model
 from edgeupdate.seeding import torch_generator
 from edgeupdate.training import TensorData, TrainConfig, evaluate, resolve_device, train
 from edgeupdate.updates import UpdatePackage, dense_package, sparse_package, state_hash
 
 SHAPE = (1, 28, 28)
-DEFAULT_DATA_DIR = os.environ.get("EDGEUPDATE_DATA", "../shared/data")
+DEFAULT_DATA_DIR = str(resolve_data_dir())  # $EDGEUPDATE_DATA, else the user cache
 
 
 def _data(data_dir: str, samples: int) -> tuple[TensorData, TensorData, str]:
