@@ -146,20 +146,33 @@ def plot_run(run_dir: Path, df: pd.DataFrame | None = None) -> list[Path]:
 
 def plot_sweep(table: pd.DataFrame, path: Path, title: str = "") -> Path:
     """Accuracy vs update size, one line per strategy (Chen et al. 2022, Fig. 4): against the paper's
-    "Update %" (parameters sent / model parameters) and against the bytes each device received."""
+    "Update %" (parameters sent / model parameters) and against the bytes each device received.
+
+    The y-axis shows the band around the initial accuracy where the methods differ; a point far
+    below it (a collapsed low-rank method) sits on the bottom edge as a "v" labelled with its value.
+    """
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+    initial = 100 * table["initial_accuracy"].median()
+    top = 100 * table["accuracy"].max()
+    floor = initial - max(2.0, top - initial)
     for name, rows in table.groupby("strategy", sort=False):
         err = 100 * rows["accuracy_std"] if "accuracy_std" in rows else None
         for ax, x in ((ax1, "update_pct"), (ax2, "bytes_down")):
             pts = rows.dropna(subset=[x]).sort_values(x)
-            if len(pts):
-                ax.errorbar(pts[x], 100 * pts["accuracy"], yerr=None if err is None else err[pts.index],
-                            marker="o", capsize=3, label=str(name).upper())
-    initial = 100 * table["initial_accuracy"].median()
+            if not len(pts):
+                continue
+            y = 100 * pts["accuracy"]
+            line = ax.errorbar(pts[x], y.clip(lower=floor), yerr=None if err is None else err[pts.index],
+                               marker="o", capsize=3, label=str(name).upper())
+            for xv, yv in zip(pts[x][y < floor], y[y < floor]):
+                ax.plot([xv], [floor], marker="v", markersize=9, color=line[0].get_color())
+                ax.annotate(f"{yv:.0f}%", (xv, floor), textcoords="offset points", xytext=(4, 6), fontsize=7,
+                            color=line[0].get_color())
     for ax in (ax1, ax2):
         ax.axhline(initial, color="grey", linestyle="--", label="before the update")
         ax.set_xscale("log")
         ax.grid(True, which="both", alpha=0.3)
+    ax1.set_ylim(floor - 0.05 * (top - floor), top + 0.1 * (top - floor))
     ax1.set(xlabel="update size (% of the model's parameters)", ylabel="test accuracy (%)")
     ax2.set(xlabel="update size (bytes received per device)")
     ax1.legend(fontsize=8)
