@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,9 +110,12 @@ def setup_lines(cfg: ExperimentConfig, reference: str, seeds: int) -> list[str]:
 
 def _fleet_line(cfg: ExperimentConfig) -> str:
     f = cfg.fleet
-    devices = f"devices from `{f.csv}`" if f.csv else ", ".join(f"{share:g} {tier}" for tier, share in f.tiers.items())
+    total = sum(f.tiers.values()) or 1.0
+    devices = (f"devices from `{f.csv}`" if f.csv else
+               ", ".join(f"{100 * share / total:.0f} % {tier}" for tier, share in f.tiers.items()))
+    deadline = "no deadline" if math.isinf(f.deadline_s) else f"deadline {f.deadline_s:g} s per phase"
     faults = f.faults
-    return (f"{devices}; deadline {f.deadline_s:g} s per phase; dropout {faults.dropout_prob:g}, corruption "
+    return (f"{devices}; {deadline}; dropout {faults.dropout_prob:g}, corruption "
             f"{faults.corruption_prob:g}, crash {faults.crash_prob:g}; budgets {'on' if f.budgets else 'off'}")
 
 

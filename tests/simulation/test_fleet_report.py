@@ -35,7 +35,7 @@ def test_tier_outcomes_count_each_tiers_push_results():
 
 
 def test_a_fleet_comparison_report_has_the_tier_table_and_the_fleet_figure(tiny_config, tmp_path):
-    cfg = tiny_config("strategies.dpu={k=0.05}")
+    cfg = tiny_config("strategies.dpu={k=0.05}", "fleet.tiers={lora-sf7=3, nbiot=1}", "fleet.deadline_s=600.0")
     frames = {"full": _frame(["deadline"] * 4), "dpu": _frame(["applied"] * 4)}
     table = summarise({k: [v] for k, v in frames.items()}, "full")
 
@@ -44,6 +44,7 @@ def test_a_fleet_comparison_report_has_the_tier_table_and_the_fleet_figure(tiny_
 
     text = (tmp_path / "report.md").read_text()
     assert "## The fleet by tier" in text and "![The fleet" in text
+    assert "fleet: 75 % lora-sf7, 25 % nbiot; deadline 600 s per phase;" in text  # shares of the mixture
     assert "The fleet by tier" in (tmp_path / "report.html").read_text()
     assert len(pd.read_csv(tmp_path / TIERS_CSV)) == 4
     assert (tmp_path / "fleet.png").stat().st_size > 0
