@@ -189,7 +189,8 @@ def table_of(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 def verdict(table: pd.DataFrame, method: str = "ka", rivals: Sequence[str] = ("rm", "lru"),
             max_update_pct: float = 1.0) -> list[str]:
     """Chen et al.'s claim as checks: ``method``'s best lift at ≤ ``max_update_pct`` % vs each rival's
-    lift at the smallest point of equal or larger update size (one line each; empty if not testable)."""
+    best lift at its smallest update size that is equal or larger (several points of one size, e.g. a
+    learning-rate grid, count as tuning of that size); one line each, empty if not testable."""
     if "update_pct" not in table or method not in set(table["strategy"]):
         return []
     small = table[(table["strategy"] == method) & (table["update_pct"] <= max_update_pct)]
@@ -202,7 +203,8 @@ def verdict(table: pd.DataFrame, method: str = "ka", rivals: Sequence[str] = ("r
         if pts.empty:
             lines.append(f"{rival}: no point with >= {best['update_params']:.0f} parameters to compare with")
             continue
-        other = pts.loc[pts["update_params"].idxmin()]
+        same_size = pts[pts["update_params"] == pts["update_params"].min()]
+        other = same_size.loc[same_size["lift"].idxmax()]
         ok = best["lift"] >= other["lift"]
         lines.append(f"{method} {best['params']} ({best['update_params']:.0f} params, {best['update_pct']:.2f} %) "
                      f"lift {100 * best['lift']:+.2f} pp {'>=' if ok else '<'} {rival} {other['params']} "

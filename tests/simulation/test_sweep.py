@@ -130,6 +130,15 @@ def test_verdict_compares_ka_at_small_size_with_rivals_at_equal_or_larger_size()
     assert verdict(table[table["strategy"] != "ka"]) == []
 
 
+def test_verdict_gives_each_side_its_best_tuned_point_of_one_size():
+    table = _table([("ka", "lr=a", 9.0, 0.02), ("ka", "lr=b", 9.0, 0.03), ("lru", "lr=a", 12.0, 0.01),
+                    ("lru", "lr=b", 12.0, 0.035), ("lru", "lr=c", 12.0, 0.02), ("rm", "p=big", 50.0, 0.9)])
+
+    lines = verdict(table, rivals=("lru",))
+
+    assert lines == ["ka lr=b (9 params, 0.90 %) lift +3.00 pp < lru lr=b (12 params, 1.20 %) lift +3.50 pp: FAILS"]
+
+
 def test_sweep_cli_runs_real_simulations_and_writes_csv_and_plot(tmp_path, capsys):
     sets = [a for o in TINY for a in ("--set", o)]
     out = tmp_path / "sweep"
