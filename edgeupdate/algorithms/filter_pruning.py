@@ -239,13 +239,16 @@ def pruning_masks(model: nn.Module, state: Mapping[str, torch.Tensor], compressi
 
 
 class _Masked(nn.Module):
+    """A weight whose pruned entries are +0.0 (``torch.where``, not ``value * keep``: a negative
+    weight times 0 is −0.0, bitwise a change from zero that the package would have to send)."""
+
     def __init__(self, weight: torch.Tensor, keep: torch.Tensor):
         super().__init__()
         self.register_buffer("keep", keep.clone())
-        self.value = nn.Parameter(weight.detach() * keep)
+        self.value = nn.Parameter(torch.where(keep, weight.detach(), torch.zeros_like(weight)))
 
     def weight(self) -> torch.Tensor:
-        return self.value * self.keep
+        return torch.where(self.keep, self.value, torch.zeros_like(self.value))
 
 
 def prune_refine(model: nn.Module, base: Mapping[str, torch.Tensor], data: TensorData, train_cfg: TrainConfig,

@@ -105,3 +105,20 @@ def test_masked_model_computes_what_the_physically_pruned_model_computes():
     with torch.no_grad():
         assert torch.allclose(physical(x), masked(x), atol=1e-5)
     assert count_parameters(physical) == result.update_param_count
+
+
+def test_pruned_entries_are_positive_zero_so_the_package_carries_only_kept_values():
+    """A negative weight times a 0 mask is −0.0, bitwise not zero: the package would list it."""
+    from edgeupdate.algorithms.factorized import build_package
+
+    model = build_model("vgg-tiny", SHAPE, 4, seed=0)
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    result = compact_refine(model, base, _data(), TRAIN, CompactConfig("fp", compression=0.9), seed=1)
+
+    for key, keep in result.pruned.items():
+        gone = result.state[key][~keep]
+        assert not torch.signbit(gone).any(), key
+    pkg = build_package(result, base, base_version=1, target_version=2)
+    listed = sum(e.count for e in pkg.header.tensors if e.name in result.pruned)
+    assert listed == sum(int(keep.sum()) for keep in result.pruned.values())
+    assert torch.equal(pkg.apply(base)["9.weight"], result.state["9.weight"])
