@@ -42,7 +42,11 @@ class SimulationError(RuntimeError):
 
 
 def discover_devices(grid: Grid, num_devices: int, timeout_s: float = 120.0) -> dict[int, int]:
-    """Wait until all virtual devices registered, then ask each for its device id."""
+    """Wait until all virtual devices registered, then ask each for its device id.
+
+    The first reply includes building the device's runtime (loading the dataset, the model), as
+    heavy as a round on a busy machine, so callers pass the round timeout.
+    """
     deadline = time.monotonic() + timeout_s
     while len(nodes := sorted(grid.get_node_ids())) < num_devices:
         if time.monotonic() > deadline:
@@ -67,7 +71,7 @@ def run_server(grid: Grid, runtime: ExperimentRuntime, out_dir: Path,
     random.seed(derive_seed(cfg.seed, "flower-sampling"))
     torch.manual_seed(derive_seed(cfg.seed, "server"))
     t0 = time.perf_counter()
-    devices = discover_devices(grid, cfg.num_devices)
+    devices = discover_devices(grid, cfg.num_devices, timeout_s=cfg.simulation.round_timeout_s)
     collector = MetricsCollector(on_round=on_round)
     cls = strategy_class(cfg.strategy.name)
     strategy = cls(runtime, validate_strategy(cfg.strategy.name, cfg.strategy.params), collector, devices)
