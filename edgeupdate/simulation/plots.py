@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 PLOT_FILES = ("accuracy_vs_round.png", "accuracy_vs_bytes.png")
 TOTAL_BYTES_PLOT = "accuracy_vs_total_bytes.png"
@@ -172,6 +173,7 @@ def plot_sweep(table: pd.DataFrame, path: Path, title: str = "") -> Path:
         ax.axhline(initial, color="grey", linestyle="--", label="before the update")
         ax.set_xscale("log")
         ax.grid(True, which="both", alpha=0.3)
+        ax.xaxis.set_minor_formatter(NullFormatter())  # 2×10³, 3×10³, ... collide on a short decade
     ax1.set_ylim(floor - 0.05 * (top - floor), top + 0.1 * (top - floor))
     ax1.set(xlabel="update size (% of the model's parameters)", ylabel="test accuracy (%)")
     ax2.set(xlabel="update size (bytes received per device)")
