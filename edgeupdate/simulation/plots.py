@@ -145,6 +145,9 @@ def plot_run(run_dir: Path, df: pd.DataFrame | None = None) -> list[Path]:
     return paths
 
 
+SWEEP_COLORS = {"ka": "C0", "ml": "C1", "lra": "C2", "rm": "C3", "lru": "C4", "fp": "C5"}  # same colour in every sweep
+
+
 def plot_sweep(table: pd.DataFrame, path: Path, title: str = "") -> Path:
     """Accuracy vs update size, one line per strategy (Chen et al. 2022, Fig. 4): against the paper's
     "Update %" (parameters sent / model parameters) and against the bytes each device received.
@@ -164,7 +167,7 @@ def plot_sweep(table: pd.DataFrame, path: Path, title: str = "") -> Path:
                 continue
             y = 100 * pts["accuracy"]
             line = ax.errorbar(pts[x], y.clip(lower=floor), yerr=None if err is None else err[pts.index],
-                               marker="o", capsize=3, label=str(name).upper())
+                               marker="o", capsize=3, label=str(name).upper(), color=SWEEP_COLORS.get(str(name)))
             for xv, yv in zip(pts[x][y < floor], y[y < floor]):
                 ax.plot([xv], [floor], marker="v", markersize=9, color=line[0].get_color())
                 ax.annotate(f"{yv:.0f}%", (xv, floor), textcoords="offset points", xytext=(4, 6), fontsize=7,
