@@ -111,8 +111,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = run_experiment(cfg, out, data_dir=args.data_dir, progress=not args.quiet, verbose=args.verbose)
     print(f"done in {summary['wall_time_s']:.1f} s: final mean accuracy {summary['final_mean_accuracy']:.4f}, "
           f"{summary['total_bytes_down']} bytes down, {summary['total_bytes_up']} bytes up")
-    print(f"results: {out}/ (metrics.parquet, metrics.csv, config.toml, summary.json, "
-          f"accuracy_vs_round.png, accuracy_vs_bytes.png)")
+    print(f"results: {out}/ (metrics.parquet, metrics.csv, versions.csv, config.toml, summary.json, "
+          f"accuracy_vs_round.png, accuracy_vs_bytes.png, fleet.png)")
     return 0
 
 
