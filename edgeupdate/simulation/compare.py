@@ -125,6 +125,7 @@ def strategy_config(cfg: ExperimentConfig, label: str, overrides: Mapping[str, A
         entry = dataclasses.replace(entry, params={**entry.params, **overrides})
     return entry.config(cfg)
 
+
 Runner = Callable[[ExperimentConfig, Path], object]
 
 
