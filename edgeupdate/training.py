@@ -32,7 +32,14 @@ NamedTensors = dict[str, torch.Tensor]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: epochs, batch, optimiser and learning-rate schedule."""
+    """How to train: epochs, batch, optimiser and learning-rate schedule.
+
+    ``min_steps`` (default 0: off) gives small datasets at least that many optimiser steps: a
+    training on ``n`` samples runs :meth:`epochs_for` ``(n)`` epochs, ``epochs`` stretched so that
+    ``epochs × ceil(n / batch_size) ≥ min_steps``, and a step schedule stretches with it (its drops
+    fall at the same fractions of the run). Epoch budgets scaled down to save time on large data
+    then do not starve the first rounds, where data are few and steps cheap.
+    """
 
     epochs: int = field(default=5, metadata={"min": 0})
     batch_size: int = field(default=64, metadata={"min": 1})
@@ -45,6 +52,14 @@ class TrainConfig:
     lr_step_epochs: int = field(default=20, metadata={"min": 1})
     lr_gamma: float = field(default=0.1, metadata={"gt": 0.0})
     device: str = field(default="auto", metadata={"choices": ("auto", "cpu", "cuda")})
+    min_steps: int = field(default=0, metadata={"min": 0})
+
+    def epochs_for(self, num_samples: int) -> int:
+        """Epochs a training on ``num_samples`` samples runs (``epochs``, stretched by ``min_steps``)."""
+        batches = max(1, math.ceil(num_samples / self.batch_size))
+        if self.epochs == 0 or batches * self.epochs >= self.min_steps:
+            return self.epochs
+        return math.ceil(self.min_steps / batches)
 
 
 @dataclass(frozen=True)
@@ -94,11 +109,17 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adam | sgd)")
 
 
-def _lr_at(cfg: TrainConfig, epoch: int) -> float:
+def lr_at(cfg: TrainConfig, epoch: int, epochs: int | None = None) -> float:
+    """Learning rate of ``epoch`` in a run of ``epochs`` epochs (default ``cfg.epochs``).
+
+    A run stretched by ``min_steps`` stretches the step schedule by ``epochs / cfg.epochs``.
+    """
+    epochs = cfg.epochs if epochs is None else epochs
     if cfg.lr_schedule == "step":
-        return cfg.lr * cfg.lr_gamma ** (epoch // max(cfg.lr_step_epochs, 1))
+        period = max(cfg.lr_step_epochs, 1) * (epochs / cfg.epochs if cfg.epochs else 1.0)
+        return cfg.lr * cfg.lr_gamma ** math.floor(epoch / period + 1e-9)
     if cfg.lr_schedule == "cosine":
-        return 0.5 * cfg.lr * (1 + math.cos(math.pi * epoch / max(cfg.epochs, 1)))
+        return 0.5 * cfg.lr * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
     return cfg.lr
 
 
@@ -129,9 +150,10 @@ def train(
     report = TrainReport()
     best_state = None
     n = len(data)
-    for epoch in range(cfg.epochs):
+    epochs = cfg.epochs_for(n)
+    for epoch in range(epochs):
         for group in opt.param_groups:
-            group["lr"] = _lr_at(cfg, epoch)
+            group["lr"] = lr_at(cfg, epoch, epochs)
         model.train()
         order = torch.randperm(n, generator=gen)
         total, seen = 0.0, 0

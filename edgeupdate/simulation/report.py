@@ -100,7 +100,8 @@ def setup_lines(cfg: ExperimentConfig, reference: str, seeds: int) -> list[str]:
         f"data: {cfg.dataset.name}, {cfg.partition.method} partition; {cfg.stream.initial_samples} samples before "
         f"deployment, {cfg.stream.samples_per_round} new per round (source: {cfg.stream.source})",
         f"model: {cfg.model.name}{hidden}; packages in {cfg.package.precision}",
-        f"server retraining: {t.epochs} epochs, batch {t.batch_size}, {t.optimizer} lr {t.lr}",
+        f"server retraining: {t.epochs} epochs{f' (at least {t.min_steps} steps)' if t.min_steps else ''}, "
+        f"batch {t.batch_size}, {t.optimizer} lr {t.lr}",
         f"on-device training (FL): {c.epochs} epochs, batch {c.batch_size}, {c.optimizer} lr {c.lr}, "
         f"fraction_train {c.fraction_train:g}",
         f"fleet: {_fleet_line(cfg)}",

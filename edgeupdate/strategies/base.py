@@ -537,11 +537,11 @@ class ServerRetrainStrategy(EdgeStrategy):
             self.states[line.latest.hash] = line.latest
             self._log_version(round_, line.latest, name)
             student_flops = forward_profile(line.spec.build(), ds.input_shape).flops
-            self.log.server_flops += (3 * student_flops + self.runtime.forward.flops) * len(self._data) * self.cfg.training.epochs
+            self.log.server_flops += (3 * student_flops + self.runtime.forward.flops) * len(self._data) * self.cfg.training.epochs_for(len(self._data))
 
     def retrain_flops(self, samples: int) -> float:
         """FLOPs of one retraining on ``samples`` (forward + backward ≈ 3 forward passes per epoch)."""
-        return 3.0 * self.runtime.forward.flops * samples * self.cfg.training.epochs
+        return 3.0 * self.runtime.forward.flops * samples * self.cfg.training.epochs_for(samples)
 
     def retrain(self, round_: int, deployed: ModelVersion, data: TensorData) -> StateDict | None:
         """Train on ``data`` (= Dʳ) starting from whatever the method wants; return the target."""
