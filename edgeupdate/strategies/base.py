@@ -537,7 +537,9 @@ class ServerRetrainStrategy(EdgeStrategy):
             self.states[line.latest.hash] = line.latest
             self._log_version(round_, line.latest, name)
             student_flops = forward_profile(line.spec.build(), ds.input_shape).flops
-            self.log.server_flops += (3 * student_flops + self.runtime.forward.flops) * len(self._data) * self.cfg.training.epochs_for(len(self._data))
+            samples = len(self._data)
+            self.log.server_flops += ((3 * student_flops + self.runtime.forward.flops) * samples
+                                      * self.cfg.training.epochs_for(samples))
 
     def retrain_flops(self, samples: int) -> float:
         """FLOPs of one retraining on ``samples`` (forward + backward ≈ 3 forward passes per epoch)."""
