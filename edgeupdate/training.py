@@ -116,8 +116,8 @@ def lr_at(cfg: TrainConfig, epoch: int, epochs: int | None = None) -> float:
     """
     epochs = cfg.epochs if epochs is None else epochs
     if cfg.lr_schedule == "step":
-        period = max(cfg.lr_step_epochs, 1) * (epochs / cfg.epochs if cfg.epochs else 1.0)
-        return cfg.lr * cfg.lr_gamma ** math.floor(epoch / period + 1e-9)
+        drops = (epoch * cfg.epochs) // (max(cfg.lr_step_epochs, 1) * epochs) if cfg.epochs else 0
+        return cfg.lr * cfg.lr_gamma ** drops
     if cfg.lr_schedule == "cosine":
         return 0.5 * cfg.lr * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
     return cfg.lr

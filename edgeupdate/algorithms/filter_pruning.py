@@ -245,10 +245,10 @@ class _Masked(nn.Module):
     def __init__(self, weight: torch.Tensor, keep: torch.Tensor):
         super().__init__()
         self.register_buffer("keep", keep.clone())
-        self.value = nn.Parameter(torch.where(keep, weight.detach(), torch.zeros_like(weight)))
+        self.value = nn.Parameter(torch.where(keep, weight.detach(), 0.0))
 
     def weight(self) -> torch.Tensor:
-        return torch.where(self.keep, self.value, torch.zeros_like(self.value))
+        return torch.where(self.keep, self.value, 0.0)
 
 
 def prune_refine(model: nn.Module, base: Mapping[str, torch.Tensor], data: TensorData, train_cfg: TrainConfig,
