@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.edgeupdate-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow bench clean-runs install
+.PHONY: demo test test-fast test-slow bench clean-runs install
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# everything but the tests that start Flower's simulation engine (Ray): under 90 s
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not sim" $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)

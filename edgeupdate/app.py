@@ -13,7 +13,7 @@ from pathlib import Path
 from flwr.app import Context
 
 from edgeupdate.clients.device import make_client_app
-from edgeupdate.clients.runtime import ExperimentRuntime, experiment_runtime
+from edgeupdate.runtime import ExperimentRuntime, experiment_runtime
 from edgeupdate.configs import load_config
 from edgeupdate.simulation.runner import make_server_app
 

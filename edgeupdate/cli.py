@@ -118,7 +118,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from edgeupdate.configs import load_config
-    from edgeupdate.simulation.compare import compare, to_markdown
+    from edgeupdate.simulation.compare import compare
+    from edgeupdate.simulation.tables import to_markdown
 
     cfg = load_config(args.config, args.overrides)
     names = [n.strip() for n in args.strategies.split(",") if n.strip()]
@@ -137,7 +138,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from edgeupdate.configs import load_config
-    from edgeupdate.simulation.compare import to_markdown
+    from edgeupdate.simulation.tables import to_markdown
     from edgeupdate.simulation.sweep import GridError, SweepError, parse_grid, sweep, sweep_points, verdict
 
     cfg = load_config(args.config, args.overrides)

@@ -22,6 +22,7 @@ EVALUATE reply: device_id, model_version, model_hash, status, reason; metrics ac
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 TASK = "task"
 REPLY = "reply"
@@ -31,15 +32,25 @@ TASK_COLLECT = "collect"  # upload the samples collected this round
 TASK_FIT = "fit"  # train locally (federated strategies) and upload an update package
 TASK_STATUS = "status"  # only report version and hash
 
-# Device statuses recorded per (round, device).
-APPLIED = "applied"  # a package arrived, verified and was applied
-NO_UPDATE = "no_update"  # nothing was sent this round (e.g. server skipped the push)
-REJECTED = "rejected"  # the package failed verification; the old model is kept
-OFFLINE = "offline"  # the device was unreachable; nothing was transferred
-NO_MEMORY = "no_memory"  # the apply step (or local training) needs more memory than the device has
-DEADLINE = "deadline"  # the transfer did not complete before the deadline; the old model is kept
-UPLOADED = "uploaded"  # TRAIN phase: the device's samples reached the server
-TRAINED = "trained"  # TRAIN phase: the device trained and its update reached the server
+
+
+class DeviceStatus(StrEnum):
+    """What a phase did for one device, recorded per (round, device) as ``status``/``train_status``.
+
+    The fleet model (:mod:`edgeupdate.fleet.rounds`) decides the first five in this order:
+    offline, no_memory, deadline, rejected, applied.
+    """
+
+    OFFLINE = "offline"  # the device was unreachable; nothing was transferred
+    NO_MEMORY = "no_memory"  # the apply step (or local training) needs more memory than the device has
+    DEADLINE = "deadline"  # the transfer did not complete before the deadline; the old model is kept
+    REJECTED = "rejected"  # the package failed verification; the old model is kept
+    APPLIED = "applied"  # a package arrived, verified and was applied
+    NO_UPDATE = "no_update"  # nothing was sent this round (e.g. server skipped the push)
+    UPLOADED = "uploaded"  # TRAIN phase: the device's samples reached the server
+    TRAINED = "trained"  # TRAIN phase: the device trained and its update reached the server
+    NONE = "none"  # TRAIN phase: the device had no task
+
 
 LINK_OK = "ok"
 LINK_OFFLINE = "offline"
@@ -54,7 +65,7 @@ class DeviceReport:
     device_id: int
     model_version: int
     model_hash: str
-    status: str
+    status: DeviceStatus
     payload: bytes
     metrics: dict[str, float]
     reason: str = ""

@@ -1,4 +1,9 @@
-"""Shared fixtures: a tiny experiment config and a runner for real simulations."""
+"""Shared fixtures: a tiny experiment config; the ``sim`` marker's guard.
+
+A test that starts Flower's simulation engine (Ray) must be marked ``@pytest.mark.sim``: ``make
+test-fast`` leaves those out, and an unmarked test that tries to start one fails with a message
+saying so.
+"""
 
 from __future__ import annotations
 
@@ -28,3 +33,16 @@ def tiny_config():
     def make(*overrides: str):
         return load_config(REPO / "configs" / "quickstart.toml", [*TINY, *overrides])
     return make
+
+
+@pytest.fixture(autouse=True)
+def _simulations_only_in_sim_tests(request, monkeypatch):
+    """Fail an unmarked test that starts a Flower simulation, so the ``sim`` marker stays honest."""
+    if request.node.get_closest_marker("sim") is not None:
+        return
+    import flwr.simulation
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError(f"{request.node.nodeid} starts a Flower simulation (Ray): mark it @pytest.mark.sim")
+
+    monkeypatch.setattr(flwr.simulation, "run_simulation", refuse)

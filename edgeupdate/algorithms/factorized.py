@@ -40,6 +40,7 @@ from edgeupdate.seeding import derive_seed, torch_generator
 from edgeupdate.training import TensorData, TrainConfig, TrainReport, train
 from edgeupdate.updates import (
     LayerFactors,
+    StateDict,
     UpdatePackage,
     factor_package,
     random_right_factor,
@@ -51,48 +52,15 @@ from edgeupdate.updates import (
 )
 from edgeupdate.updates.reconstitution import as_matrix
 
-StateDict = dict[str, torch.Tensor]
-
-FACTOR_METHODS: tuple[str, ...] = ("ka", "ml", "lra", "lru")
-METHODS: tuple[str, ...] = FACTOR_METHODS + ("rm", "fp")
-
-
-class CompactConfigError(ValueError):
-    """A compact-refinement setting is out of range (unknown method, rank too large, ...)."""
-
-
-@dataclass(frozen=True)
-class CompactConfig:
-    """Which update-compression method and its size parameter."""
-
-    method: str  # ka | ml | lra | rm | lru | fp
-    n: int = 3  # KA augmenting vectors
-    rank: int = 4  # ML / LRA / LRU rank r
-    proportion: float = 0.01  # RM proportion P
-    compression: float = 0.5  # FP compression rate c (fraction of prunable filters removed)
-    init_scale: float = 1e-3  # std of the near-zero random initial values (KA augment, LRU's L)
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise CompactConfigError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.n < 0:
-            raise CompactConfigError(f"ka n must be ≥ 0, got {self.n}")
-        if self.rank < 1:
-            raise CompactConfigError(f"rank must be ≥ 1, got {self.rank}")
-        if not 0.0 < self.proportion <= 1.0:
-            raise CompactConfigError(f"rm proportion must be in (0, 1], got {self.proportion}")
-        if not 0.0 <= self.compression < 1.0:
-            raise CompactConfigError(f"fp compression must be in [0, 1), got {self.compression}")
-        if not (self.init_scale > 0.0 and math.isfinite(self.init_scale)):
-            raise CompactConfigError(f"init_scale must be a positive finite number, got {self.init_scale}")
-
-    @property
-    def size_param(self) -> tuple[str, float]:
-        """The method's size knob as (name, value), for tables and plots."""
-        return {"ka": ("n", self.n), "ml": ("rank", self.rank), "lra": ("rank", self.rank),
-                "lru": ("rank", self.rank), "rm": ("proportion", self.proportion),
-                "fp": ("compression", self.compression)}[self.method]
-
+from edgeupdate.algorithms.compact import (  # noqa: F401  (re-exported: the KA family's public types)
+    FACTOR_METHODS,
+    METHODS,
+    CompactConfig,
+    CompactConfigError,
+    CompactResult,
+    Reparameterised,
+)
+from edgeupdate.algorithms.filter_pruning import prune_refine
 
 @dataclass(frozen=True)
 class FactorLayer:
@@ -112,30 +80,6 @@ class FactorLayer:
     @property
     def m(self) -> int:
         return min(self.o, self.i)
-
-
-@dataclass
-class CompactResult:
-    """What compact refinement produced: package contents, the server's new state, and sizes."""
-
-    method: str
-    config: CompactConfig
-    factors: dict[str, dict[str, torch.Tensor]]  # weight key -> factor name -> tensor (factor methods)
-    dense: StateDict  # sent as-is: non-factor params and buffers (rm: buffers only)
-    params: dict[str, object]  # scalars the device needs (lru: seed; rm: seed, proportion, names)
-    state: StateDict  # the server's reconstituted state (what the device must end with)
-    update_param_count: int  # the paper's "Update %" numerator
-    update_buffer_count: int  # buffer entries sent too (BN running stats), not in the paper's count
-    model_param_count: int
-    wall_s: float
-    report: TrainReport = field(default_factory=TrainReport)
-    rm_values: torch.Tensor | None = None  # rm: new values at the mask's positions, mask order
-    pruned: dict[str, torch.Tensor] | None = None  # fp: keep-masks per pruned tensor
-
-    @property
-    def update_fraction(self) -> float:
-        """update_param_count / model_param_count (the paper's Update %, as a fraction)."""
-        return self.update_param_count / self.model_param_count
 
 
 def factor_layers(model: nn.Module) -> list[FactorLayer]:
@@ -246,20 +190,6 @@ class _MaskedDelta(nn.Module):
         return torch.where(self.mask, self.w0 + self.delta, self.w0)
 
 
-class _Reparameterised(nn.Module):
-    """``model`` with some of its parameters replaced by functions of new learnable tensors."""
-
-    def __init__(self, model: nn.Module, replaced: Mapping[str, nn.Module]):
-        super().__init__()
-        self.model = model
-        self.keys = list(replaced)
-        self.replaced = nn.ModuleList(replaced.values())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weights = {k: mod.weight() for k, mod in zip(self.keys, self.replaced)}
-        return functional_call(self.model, weights, (x,), strict=False)
-
-
 def _parameter_names(model: nn.Module) -> list[str]:
     return [name for name, _ in model.named_parameters()]
 
@@ -284,7 +214,6 @@ def compact_refine(model: nn.Module, base: Mapping[str, torch.Tensor], data: Ten
     ``model`` is not modified.  Same inputs and seed → the same result, bit for bit.
     """
     if cfg.method == "fp":
-        from edgeupdate.algorithms.filter_pruning import prune_refine
         return prune_refine(model, base, data, train_cfg, cfg, seed, validation=validation)
     start = time.perf_counter()
     net = copy.deepcopy(model).cpu()
@@ -316,7 +245,7 @@ def compact_refine(model: nn.Module, base: Mapping[str, torch.Tensor], data: Ten
                 replaced[layer.name] = _LRULayer(layer, w, cfg.rank, int(params["seed"]), cfg.init_scale, gen)
     for name, p in net.named_parameters():
         p.requires_grad_(name not in replaced)
-    wrapped = _Reparameterised(net, replaced)
+    wrapped = Reparameterised(net, replaced)
     learnable = [(n, p) for n, p in wrapped.named_parameters() if p.requires_grad]
     report = train(wrapped, data, train_cfg, derive_seed(seed, "compact-train", cfg.method),
                    params=learnable, validation=validation)

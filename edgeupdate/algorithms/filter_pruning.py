@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from edgeupdate.algorithms.compact import CompactResult, Reparameterised
 from edgeupdate.models.zoo import count_parameters
 from edgeupdate.seeding import derive_seed
 from edgeupdate.training import TensorData, TrainConfig, train
 
-StateDict = dict[str, torch.Tensor]
 
 _CHANNELWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh,
                         nn.MaxPool2d, nn.AvgPool2d, nn.Dropout, nn.Dropout2d, nn.Identity)
@@ -254,8 +254,6 @@ class _Masked(nn.Module):
 def prune_refine(model: nn.Module, base: Mapping[str, torch.Tensor], data: TensorData, train_cfg: TrainConfig,
                  cfg, seed: int, *, validation: TensorData | None = None):
     """FP: prune ``base`` at ``cfg.compression``, fine-tune on ``data``, report all remaining params."""
-    from edgeupdate.algorithms.factorized import CompactResult, _Reparameterised
-
     start = time.perf_counter()
     net = copy.deepcopy(model).cpu()
     net.load_state_dict(dict(base))
@@ -264,7 +262,7 @@ def prune_refine(model: nn.Module, base: Mapping[str, torch.Tensor], data: Tenso
     replaced = {k: _Masked(base_state[k], keep) for k, keep in masks.items()}
     for name, p in net.named_parameters():
         p.requires_grad_(name not in replaced)
-    wrapped = _Reparameterised(net, replaced)
+    wrapped = Reparameterised(net, replaced)
     learnable = [(n, p) for n, p in wrapped.named_parameters() if p.requires_grad]
     report = train(wrapped, data, train_cfg, derive_seed(seed, "compact-train", "fp"), params=learnable,
                    validation=validation)

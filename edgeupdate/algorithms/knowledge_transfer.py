@@ -40,8 +40,8 @@ from edgeupdate.algorithms.students import StudentError, StudentSpec
 from edgeupdate.models.zoo import CifarResNet, model_for_state
 from edgeupdate.seeding import derive_seed
 from edgeupdate.training import TensorData, TrainConfig, TrainReport, train
+from edgeupdate.updates import StateDict
 
-StateDict = dict[str, torch.Tensor]
 TRAINABLE = ("last-in-group", "all")
 
 

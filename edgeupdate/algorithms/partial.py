@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -44,10 +43,17 @@ from edgeupdate.algorithms.partial_masks import (
     top_k_mask,
     update_count,
 )
+from edgeupdate.algorithms.partial_steps import (
+    LocalContribution,
+    load_checked,
+    snapshot,
+    sparse_fine_tune,
+    train_loss,
+)
 from edgeupdate.seeding import derive_seed, torch_generator
 from edgeupdate.training import TensorData, TrainConfig, TrainReport, evaluate, resolve_device, train
+from edgeupdate.updates import StateDict
 
-StateDict = Mapping[str, torch.Tensor]
 
 SELECTORS: tuple[str, ...] = ("combined", "global", "local", "random")
 REWINDING_MODES: tuple[str, ...] = ("one-shot", "iterative")
@@ -151,99 +157,6 @@ def should_reinitialize(num_samples_now: int, num_samples_at_last_reinit: int) -
 
 
 # ----------------------------------------------------------------------------------------------
-# helpers
-
-
-def _load(model: nn.Module, state: StateDict, what: str) -> None:
-    own = model.state_dict()
-    missing = [n for n in own if n not in state]
-    extra = [n for n in state if n not in own]
-    if missing or extra:
-        raise ValueError(f"{what} does not match the model: missing {missing[:3]}, unexpected {extra[:3]}")
-    for name, value in own.items():
-        if tuple(state[name].shape) != tuple(value.shape):
-            raise ValueError(f"{what}[{name!r}] has shape {tuple(state[name].shape)}, model expects {tuple(value.shape)}")
-    model.load_state_dict(dict(state))
-
-
-def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {n: t.detach().clone() for n, t in model.state_dict().items()}
-
-
-def _restorer(model: nn.Module, masks: Mapping[str, torch.Tensor],
-              anchor: Mapping[str, torch.Tensor]) -> Callable[[nn.Module], None]:
-    """A post-step hook that puts every masked-out weight back to ``anchor`` (exact selection)."""
-    params = dict(model.named_parameters())
-    targets = []
-    for name, mask in masks.items():
-        p = params[name]
-        targets.append((p, mask.to(p.device), anchor[name].to(p.device, p.dtype)))
-
-    def restore(_model: nn.Module) -> None:
-        with torch.no_grad():
-            for p, m, a in targets:
-                p.copy_(torch.where(m, p, a))
-
-    return restore
-
-
-class _LocalContribution:
-    """Accumulates ``c_local = −Σ_q g(w^{q−1}) ⊙ Δw^q`` (Eq. 5.9) from ``train``'s ``on_step``.
-
-    Accumulated in the parameters' dtype (as the reference implementation does); the
-    normalisation and ranking then run in float64.
-    """
-
-    def __init__(self, c: NamedTensors) -> None:
-        self.c = c
-
-    @classmethod
-    def zeros(cls, model: nn.Module, names: list[str]) -> "_LocalContribution":
-        params = dict(model.named_parameters())
-        return cls({n: torch.zeros_like(params[n]).detach() for n in names})
-
-    def __call__(self, grads: NamedTensors, deltas: NamedTensors) -> None:
-        for n, c in self.c.items():
-            c.addcmul_(grads[n], deltas[n], value=-1.0)
-
-    def restricted(self, masks: Mapping[str, torch.Tensor]) -> NamedTensors:
-        return {n: torch.where(masks[n].to(t.device), t, torch.zeros_like(t)) for n, t in self.c.items()}
-
-
-def _train_loss(model: nn.Module, data: TensorData) -> float:
-    return evaluate(model, data)[0]
-
-
-def _sparse_fine_tune(model: nn.Module, data: TensorData, cfg: TrainConfig, seed: int,
-                      masks: Mapping[str, torch.Tensor], anchor: Mapping[str, torch.Tensor],
-                      validation: TensorData | None,
-                      on_step: Callable[[NamedTensors, NamedTensors], None] | None = None,
-                      ) -> tuple[TrainReport, float | None, float | None]:
-    """Step two: train with masked-out weights pinned to ``anchor``.
-
-    With ``validation`` the candidate with the best validation accuracy is kept, the rewound
-    starting point included (it wins ties, as in the reference code). Returns the report and the
-    validation accuracies at the rewound point and of the kept weights.
-    """
-    val_rewind = None
-    rewound = None
-    if validation is not None:
-        val_rewind = evaluate(model, validation)[1]
-        rewound = _snapshot(model)
-    report = train(model, data, cfg, seed, post_step=_restorer(model, masks, anchor),
-                   on_step=on_step, validation=validation)
-    val_final = None
-    if validation is not None:
-        best = report.best_val_accuracy
-        if best is None or best <= val_rewind:  # type: ignore[operator]
-            model.load_state_dict(rewound)  # type: ignore[arg-type]
-            val_final = val_rewind
-        else:
-            val_final = best
-    return report, val_rewind, val_final
-
-
-# ----------------------------------------------------------------------------------------------
 # the algorithms
 
 
@@ -275,19 +188,19 @@ def first_step(model: nn.Module, base: StateDict, data: TensorData, train_cfg: T
     if len(data) == 0:
         raise ValueError("partial updating needs training data; got an empty dataset")
     device = resolve_device(train_cfg.device)
-    _load(model, init if init is not None else base, "init" if init is not None else "base")
+    load_checked(model, init if init is not None else base, "init" if init is not None else "base")
     model.to(device)
     names = maskable_names(model, mask_biases)
     own = model.state_dict()
     start = {n: own[n].detach().clone() for n in names}
-    loss_start = _train_loss(model, data)
-    local = _LocalContribution.zeros(model, names) if record_local else None
+    loss_start = train_loss(model, data)
+    local = LocalContribution.zeros(model, names) if record_local else None
     t0 = time.perf_counter()
     train(model, data, train_cfg, derive_seed(seed, "partial", "step1"), on_step=local)
     step1_s = time.perf_counter() - t0
-    return FirstStep(start=start, full_state=_snapshot(model), local=None if local is None else local.c,
+    return FirstStep(start=start, full_state=snapshot(model), local=None if local is None else local.c,
                      reference="init" if init is not None else "base", mask_biases=mask_biases,
-                     loss_start=loss_start, loss_full=_train_loss(model, data), step1_s=step1_s)
+                     loss_start=loss_start, loss_full=train_loss(model, data), step1_s=step1_s)
 
 
 def partial_update(model: nn.Module, base: StateDict, data: TensorData, train_cfg: TrainConfig,
@@ -312,17 +225,17 @@ def partial_update(model: nn.Module, base: StateDict, data: TensorData, train_cf
     lam = cfg.effective_lam
     val_base = None
     if validation is not None:
-        _load(model, base, "base")
+        load_checked(model, base, "base")
         model.to(device)
         val_base = evaluate(model, validation)[1]
 
     if cfg.selector == "random":
-        _load(model, init if init is not None else base, "init" if init is not None else "base")
+        load_checked(model, init if init is not None else base, "init" if init is not None else "base")
         model.to(device)
         names = maskable_names(model, cfg.mask_biases)
         own = model.state_dict()
         start = {n: own[n].detach().clone() for n in names}
-        loss_start, loss_full = _train_loss(model, data), math.nan
+        loss_start, loss_full = train_loss(model, data), math.nan
         step1_s, local, reference = 0.0, None, ("init" if init is not None else "base")
     else:
         if first is None:
@@ -338,14 +251,14 @@ def partial_update(model: nn.Module, base: StateDict, data: TensorData, train_cf
             if first.reference != ("init" if init is not None else "base"):
                 raise ValueError(f"first step started from {first.reference!r}, this call from "
                                  f"{'init' if init is not None else 'base'!r}")
-            _load(model, first.full_state, "first.full_state")
+            load_checked(model, first.full_state, "first.full_state")
             model.to(device)
         names = list(first.start)
         start = {n: t.to(device) for n, t in first.start.items()}
         local = None
         if lam < 1.0:
             assert first.local is not None
-            local = _LocalContribution({n: t.to(device).clone() for n, t in first.local.items()})
+            local = LocalContribution({n: t.to(device).clone() for n, t in first.local.items()})
         loss_start, loss_full, step1_s, reference = first.loss_start, first.loss_full, first.step1_s, first.reference
 
     own = model.state_dict()
@@ -363,7 +276,7 @@ def partial_update(model: nn.Module, base: StateDict, data: TensorData, train_cf
                                    torch_generator(seed, "partial", "rpu-mask"))
         rewind_losses.append(loss_start)
         s2 = time.perf_counter()
-        report, val_rewind, val_final = _sparse_fine_tune(
+        report, val_rewind, val_final = sparse_fine_tune(
             model, data, train_cfg, derive_seed(seed, "partial", "step2", 0), masks, start, validation)
         step2_s += time.perf_counter() - s2
     else:
@@ -386,11 +299,11 @@ def partial_update(model: nn.Module, base: StateDict, data: TensorData, train_cf
             masks = top_k_mask(scores, count, eligible=eligible)
             model.load_state_dict(rewind(current, start, masks))
             t_select += time.perf_counter() - s
-            rewind_losses.append(_train_loss(model, data))
+            rewind_losses.append(train_loss(model, data))
             eligible, remaining = masks, count
             last = count == target
             s2 = time.perf_counter()
-            report, val_rewind, val_final = _sparse_fine_tune(
+            report, val_rewind, val_final = sparse_fine_tune(
                 model, data, train_cfg, derive_seed(seed, "partial", "step2", iteration), masks, start,
                 validation if last else None,
                 on_step=None if (last or local is None) else local)
@@ -402,7 +315,7 @@ def partial_update(model: nn.Module, base: StateDict, data: TensorData, train_cf
     state = {n: t.detach().cpu().clone() for n, t in model.state_dict().items()}
     info = PartialUpdateInfo(
         loss_start=loss_start, loss_full=loss_full, loss_after_rewind=rewind_losses[-1],
-        loss_final=_train_loss(model, data), changed_count=mask_count(masks),
+        loss_final=train_loss(model, data), changed_count=mask_count(masks),
         maskable_count=maskable_total, dense_count=sum(state[n].numel() for n in dense_names),
         dense_names=dense_names, step1_s=step1_s, select_s=t_select, step2_s=step2_s,
         rewind_losses=tuple(rewind_losses), val_accuracy_base=val_base,
@@ -425,32 +338,32 @@ def prune_with_rewinding(model: nn.Module, init: StateDict, data: TensorData, tr
     if len(data) == 0:
         raise ValueError("prune_with_rewinding needs training data; got an empty dataset")
     device = resolve_device(train_cfg.device)
-    _load(model, init, "init")
+    load_checked(model, init, "init")
     model.to(device)
     names = maskable_names(model, mask_biases)
     own = model.state_dict()
     maskable_total = sum(own[n].numel() for n in names)
     dense_names = tuple(n for n in own if n not in names)
     zeros = {n: torch.zeros_like(own[n]) for n in names}
-    loss_start = _train_loss(model, data)
+    loss_start = train_loss(model, data)
 
     t0 = time.perf_counter()
     train(model, data, train_cfg, derive_seed(seed, "pruning", "train"))
     t1 = time.perf_counter()
-    loss_full = _train_loss(model, data)
+    loss_full = train_loss(model, data)
     full = model.state_dict()
     masks = top_k_mask({n: full[n].abs() for n in names}, update_count(k, maskable_total))
     model.load_state_dict(rewind(full, zeros, masks))
     t2 = time.perf_counter()
-    loss_pruned = _train_loss(model, data)
-    report, val_rewind, val_final = _sparse_fine_tune(model, data, train_cfg,
+    loss_pruned = train_loss(model, data)
+    report, val_rewind, val_final = sparse_fine_tune(model, data, train_cfg,
                                                       derive_seed(seed, "pruning", "fine-tune"),
                                                       masks, zeros, validation)
     t3 = time.perf_counter()
     state = {n: t.detach().cpu().clone() for n, t in model.state_dict().items()}
     info = PartialUpdateInfo(
         loss_start=loss_start, loss_full=loss_full, loss_after_rewind=loss_pruned,
-        loss_final=_train_loss(model, data), changed_count=mask_count(masks),
+        loss_final=train_loss(model, data), changed_count=mask_count(masks),
         maskable_count=maskable_total, dense_count=sum(state[n].numel() for n in dense_names),
         dense_names=dense_names, step1_s=t1 - t0, select_s=t2 - t1, step2_s=t3 - t2,
         rewind_losses=(loss_pruned,), val_accuracy_rewind=val_rewind, val_accuracy_final=val_final)

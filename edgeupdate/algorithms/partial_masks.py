@@ -22,8 +22,9 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import nn
 
+from edgeupdate.updates import StateDict
+
 NamedTensors = dict[str, torch.Tensor]
-StateDict = Mapping[str, torch.Tensor]
 
 
 def maskable_names(model: nn.Module, mask_biases: bool = False) -> list[str]:

@@ -35,7 +35,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from edgeupdate import protocol as P
-from edgeupdate.clients.runtime import ExperimentRuntime, StateDict
+from edgeupdate.runtime import ExperimentRuntime
+from edgeupdate.updates import StateDict
 from edgeupdate.clients.fit import fit, fit_cost
 from edgeupdate.datasets import NORMALIZATION
 from edgeupdate.datasets.codec import encode_samples
@@ -99,20 +100,20 @@ class DeviceState:
         try:
             package = UpdatePackage.decode(payload, runtime.signing_key())
         except PackageError as err:
-            return P.REJECTED, str(err)
+            return P.DeviceStatus.REJECTED, str(err)
         self.last_apply_cost = apply_cost(package.header, len(payload), state_bytes(self.weights))
         need, have = self.last_apply_cost.peak_memory_bytes, runtime.fleet.memory_bytes(device_id)
         if need > have:
-            return P.NO_MEMORY, f"applying needs {need} B of memory, the device has {have} B"
+            return P.DeviceStatus.NO_MEMORY, f"applying needs {need} B of memory, the device has {have} B"
         try:
             new_weights = package.apply(self.weights)
         except PackageError as err:
-            return P.REJECTED, str(err)
+            return P.DeviceStatus.REJECTED, str(err)
         try:
             self._commit(new_weights, package.header.target_version, crash_point)
         except DeviceCrash as crash:
-            return P.REJECTED, self._reboot(runtime, str(crash))
-        return P.APPLIED, ""
+            return P.DeviceStatus.REJECTED, self._reboot(runtime, str(crash))
+        return P.DeviceStatus.APPLIED, ""
 
     def _reboot(self, runtime: ExperimentRuntime, what: str) -> str:
         """Restart after a crash: discard the staging slot, reload and re-verify the deployed model."""
@@ -153,18 +154,18 @@ def _evaluate_task(runtime: ExperimentRuntime, state: DeviceState, device_id: in
     payload = bytes(task.get("package", b""))
     link = str(task.get("link", P.LINK_OK))
     if link == P.LINK_OFFLINE:
-        return P.OFFLINE, "unreachable this round", 0.0
+        return P.DeviceStatus.OFFLINE, "unreachable this round", 0.0
     required = int(task.get("required_memory_bytes", 0))
     if required > runtime.fleet.memory_bytes(device_id):
-        return P.NO_MEMORY, (f"applying needs {required} B of memory, the device has "
+        return P.DeviceStatus.NO_MEMORY, (f"applying needs {required} B of memory, the device has "
                              f"{runtime.fleet.memory_bytes(device_id)} B; declined the download"), 0.0
     if not payload:
-        return P.NO_UPDATE, "", 0.0
+        return P.DeviceStatus.NO_UPDATE, "", 0.0
     if link == P.LINK_CUT:
         try:
             UpdatePackage.decode(payload, runtime.signing_key())
         except PackageError as err:
-            return P.DEADLINE, f"link closed at the deadline: {err}", 0.0
+            return P.DeviceStatus.DEADLINE, f"link closed at the deadline: {err}", 0.0
         raise RuntimeError("a package cut at the deadline decoded: the transfer cut is not simulated")
     crash = float(task.get("crash_point", -1.0))
     t0 = time.perf_counter()
@@ -186,30 +187,30 @@ def make_client_app(runtime_for: RuntimeFactory) -> ClientApp:
         round_ = int(task["round"])
         kind = str(task["task"])
         bytes_down = 0
-        status, reason, payload = P.NO_UPDATE, "", b""
+        status, reason, payload = P.DeviceStatus.NO_UPDATE, "", b""
         metrics: dict[str, float | int] = {"num-examples": 0}
         if kind == P.TASK_COLLECT:
             payload = _collect(runtime, state, device_id, round_)
-            status = P.UPLOADED
+            status = P.DeviceStatus.UPLOADED
         elif kind == P.TASK_FIT:
             catch_up = bytes(task.get("package", b""))
             if catch_up:
                 bytes_down = len(catch_up)
                 status, reason = state.try_apply(catch_up, runtime, device_id)
-            if status in (P.REJECTED, P.NO_MEMORY) or state.hash != str(task["base_hash"]):
-                return _reply(msg, state, device_id, status if status != P.APPLIED else P.REJECTED, b"",
+            if status in (P.DeviceStatus.REJECTED, P.DeviceStatus.NO_MEMORY) or state.hash != str(task["base_hash"]):
+                return _reply(msg, state, device_id, status if status != P.DeviceStatus.APPLIED else P.DeviceStatus.REJECTED, b"",
                               {"num-examples": 0, "bytes_down_received": bytes_down}, reason or "stale base")
             cost = fit_cost(runtime, device_id, round_)
             peak = max(cost.peak_memory_bytes, state.last_apply_cost.peak_memory_bytes)
             metrics = {"compute_flops": cost.flops + state.last_apply_cost.flops, "compute_peak_memory_bytes": peak}
             if cost.peak_memory_bytes > runtime.fleet.memory_bytes(device_id):
-                return _reply(msg, state, device_id, P.NO_MEMORY, b"",
+                return _reply(msg, state, device_id, P.DeviceStatus.NO_MEMORY, b"",
                               {**metrics, "num-examples": 0, "bytes_down_received": bytes_down},
                               f"local training needs {cost.peak_memory_bytes} B of memory, the device has "
                               f"{runtime.fleet.memory_bytes(device_id)} B")
             payload, fit_metrics = fit(runtime, state.weights, state.version, device_id, round_, task, context.state)
             metrics.update(fit_metrics)
-            status = P.TRAINED
+            status = P.DeviceStatus.TRAINED
         metrics["bytes_down_received"] = bytes_down
         return _reply(msg, state, device_id, status, payload, metrics, reason)
 

@@ -23,7 +23,8 @@ import torch
 from flwr.app import RecordDict
 from torch import nn
 
-from edgeupdate.clients.runtime import ExperimentRuntime, StateDict
+from edgeupdate.runtime import ExperimentRuntime
+from edgeupdate.updates import StateDict
 from edgeupdate.clients.upload import UploadSpec, encode_sketched, load_residual, residual_l2, save_residual
 from edgeupdate.clients.upload_structured import make_structure, structure_seed
 from edgeupdate.models.cost import ComputeCost, training_cost

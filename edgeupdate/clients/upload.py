@@ -22,9 +22,7 @@ from typing import Any
 import torch
 from flwr.app import ArrayRecord, RecordDict
 
-from edgeupdate.updates import PRECISIONS, UpdatePackage, dense_package, seeded_package, sparse_package
-
-StateDict = dict[str, torch.Tensor]
+from edgeupdate.updates import PRECISIONS, StateDict, UpdatePackage, dense_package, seeded_package, sparse_package
 
 UPLOAD_KINDS = ("dense", "topk", "rm", "lru")
 UPLOAD_CODINGS = ("golomb", "varint", "bitmap", "auto")

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from edgeupdate.clients.upload import StateDict, UploadError, UploadSpec
+from edgeupdate.clients.upload import UploadError, UploadSpec
+from edgeupdate.updates import StateDict
 from edgeupdate.seeding import derive_seed
 from edgeupdate.updates import LayerFactors, UpdatePackage, factor_package, random_right_factor, seeded_mask, seeded_package
 

@@ -100,7 +100,7 @@ class SimulationConfig:
 
 @dataclass(frozen=True)
 class FaultsConfig:
-    """Fault injection (see :mod:`edgeupdate.simulation.faults`): per (round, device) probabilities."""
+    """Fault injection (see :mod:`edgeupdate.fleet.faults`): per (round, device) probabilities."""
 
     dropout_prob: float = bounded(0.0, min=0.0, max=1.0)  # unreachable for the whole round
     corruption_prob: float = bounded(0.0, min=0.0, max=1.0)  # the download arrives with flipped bytes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from edgeupdate.datasets.errors import corrupt_file
+from edgeupdate.datasets.errors import DatasetError, corrupt_file, missing_file
 
 _CHUNK_BYTES = 1 << 20
 
@@ -34,3 +34,20 @@ def verify_md5(dataset: str, path: Path, data: bytes, expected_md5: str | None) 
     actual = md5_hex(data)
     if actual != expected_md5.lower():
         raise corrupt_file(dataset, path, f"md5 {actual} does not match the official {expected_md5}")
+
+
+def read_verified(dataset: str, path: Path, expected_md5: str | None) -> bytes:
+    """The bytes of a dataset file, checked against its published md5 (``None`` skips the check).
+
+    A missing, unreadable or corrupted file is a :class:`DatasetError` naming ``dataset`` and ``path``.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise missing_file(dataset, path) from None
+    except IsADirectoryError:
+        raise corrupt_file(dataset, path, "it is a directory, not a file") from None
+    except OSError as e:
+        raise DatasetError(f"{dataset}: file {path} cannot be read: {e.strerror or e}") from None
+    verify_md5(dataset, path, raw, expected_md5)
+    return raw

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from edgeupdate.datasets.base import NORMALIZATION, Dataset, to_tensor_data
-from edgeupdate.datasets.checksum import verify_md5
-from edgeupdate.datasets.errors import DatasetError, corrupt_file, missing_file
+from edgeupdate.datasets.checksum import read_verified
+from edgeupdate.datasets.errors import corrupt_file
 
 CIFAR_IMAGE_SHAPE = (3, 32, 32)
 CIFAR_ROW_BYTES = 3 * 32 * 32
@@ -103,15 +103,7 @@ def read_cifar_batch(
     dataset: str, path: Path, label_key: str, num_classes: int, expected_md5: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """One pickle batch → ``(images uint8 N×3×32×32, labels int64 N)``; any problem is a DatasetError."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise missing_file(dataset, path) from None
-    except IsADirectoryError:
-        raise corrupt_file(dataset, path, "it is a directory, not a file") from None
-    except OSError as e:
-        raise DatasetError(f"{dataset}: file {path} cannot be read: {e.strerror or e}") from None
-    verify_md5(dataset, path, raw, expected_md5)
+    raw = read_verified(dataset, path, expected_md5)
     try:
         # latin1 is how NumPy arrays pickled under Python 2 must be decoded.
         entry = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="latin1").load()

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeupdate.datasets.checksum import verify_md5
-from edgeupdate.datasets.errors import DatasetError, corrupt_file, missing_file
+from edgeupdate.datasets.checksum import read_verified
+from edgeupdate.datasets.errors import corrupt_file
 
 IDX_IMAGES_MAGIC = 2051
 IDX_LABELS_MAGIC = 2049
@@ -70,15 +70,7 @@ def read_idx_gz(
     Every problem — missing, bad checksum, not gzip, truncated, wrong magic — is a
     :class:`DatasetError` naming ``dataset`` and ``path``.
     """
-    try:
-        compressed = path.read_bytes()
-    except FileNotFoundError:
-        raise missing_file(dataset, path) from None
-    except IsADirectoryError:
-        raise corrupt_file(dataset, path, "it is a directory, not a file") from None
-    except OSError as e:
-        raise DatasetError(f"{dataset}: file {path} cannot be read: {e.strerror or e}") from None
-    verify_md5(dataset, path, compressed, expected_md5)
+    compressed = read_verified(dataset, path, expected_md5)
     try:
         raw = gzip.decompress(compressed)
     except (OSError, EOFError, zlib.error) as e:

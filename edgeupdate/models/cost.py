@@ -6,7 +6,7 @@ element-wise layers (activations, normalisation, pooling) as one FLOP per output
 activation elements a backward pass must keep.
 
 :func:`training_cost` and :func:`inference_cost` turn that into what the fleet model charges
-(:mod:`edgeupdate.simulation.fleet`): training costs ≈ 3× the forward FLOPs per sample and epoch
+(:mod:`edgeupdate.fleet.rounds`): training costs ≈ 3× the forward FLOPs per sample and epoch
 (forward + backward w.r.t. activations and weights) and holds weights, gradients, optimiser slots
 and a batch of activations — which is why on-device training needs far more memory than inference
 (Qu thesis ch. 4, Table 4.2: 2.7–3× the compute and 47–103× the peak memory).

@@ -38,11 +38,13 @@ from typing import Any
 import pandas as pd
 
 from edgeupdate.configs import ConfigError, ExperimentConfig
-from edgeupdate.configs.loader import build_dataclass
 from edgeupdate.configs.schema import StrategyConfig
 from edgeupdate.simulation.metrics import read_metrics
 from edgeupdate.simulation.plots import round_sim_times
-from edgeupdate.strategies.registry import STRATEGIES, strategy_class, validate_strategy
+from edgeupdate.simulation.report import StrategyRow, strategy_row, write_report
+from edgeupdate.simulation.tables import to_markdown
+from edgeupdate.strategies.registry import STRATEGIES
+from edgeupdate.strategies.resolve import StrategyChoice, resolve_strategy, strategy_class
 
 COLUMNS = ["strategy", "final_accuracy", "mean_accuracy", "mean_accuracy_diff_vs_ref_pp", "total_bytes_down",
            "bytes_ratio_vs_ref", "total_bytes_up", "server_time_s", "sim_time_s"]
@@ -52,12 +54,13 @@ SET_KEY = "set"  # in a [strategies.<label>] table: config overrides for this ro
 
 @dataclass(frozen=True)
 class Entry:
-    """One row of a comparison: its label, base strategy and parameters."""
+    """One row of a comparison: its label, base strategy and parameters (and where they came from)."""
 
     label: str
     strategy: str
     params: dict[str, Any]
     overrides: tuple[str, ...] = ()
+    key: str = "strategy.params"  # the config key the parameters came from, for error messages
 
     def config(self, cfg: ExperimentConfig) -> ExperimentConfig:
         """``cfg`` running this entry: its strategy and parameters, its overrides applied."""
@@ -69,14 +72,25 @@ class Entry:
                 cfg = config_from_dict(apply_overrides(config_to_dict(cfg), self.overrides))
             except ConfigError as err:
                 raise ConfigError(f"strategies.{self.label}.{SET_KEY}", str(err)) from None
-        out = dataclasses.replace(cfg, strategy=StrategyConfig(name=self.strategy, params=dict(self.params)))
-        validate_strategy(self.strategy, out.strategy.params, out)  # e.g. KA ranks against the model's layers
-        return out
+        return dataclasses.replace(cfg, strategy=StrategyConfig(name=self.strategy, params=dict(self.params)))
+
+    def row(self) -> StrategyRow:
+        """This entry as the report lists it."""
+        return strategy_row(self.label, self.strategy, self.params, self.overrides)
+
+
+@dataclass(frozen=True)
+class LabelledRun:
+    """A label ready to run: its entry, its config, and its strategy built and checked once."""
+
+    entry: Entry
+    config: ExperimentConfig
+    choice: StrategyChoice
 
 
 def resolve_entry(cfg: ExperimentConfig, label: str) -> Entry:
-    """The base strategy and validated parameters behind ``label`` (ConfigError naming the key)."""
-    import edgeupdate.strategies  # noqa: F401  (registers the built-in strategies)
+    """The base strategy and parameters behind ``label`` (ConfigError naming the key); the
+    parameters are checked when the label is prepared (:func:`prepare`)."""
 
     table = cfg.strategies.get(label)
     overrides: tuple[str, ...] = ()
@@ -86,10 +100,7 @@ def resolve_entry(cfg: ExperimentConfig, label: str) -> Entry:
             raise ConfigError(f"strategies.{label}.{SET_KEY}", f"expected a list of \"key=value\" strings, got {raw!r}")
         overrides = tuple(raw)
         table = {k: v for k, v in table.items() if k != SET_KEY}
-    entry = _resolve_strategy(cfg, label, table)
-    entry = dataclasses.replace(entry, overrides=overrides)
-    entry.config(cfg)  # validate the overrides now, before anything runs
-    return entry
+    return dataclasses.replace(_resolve_strategy(cfg, label, table), overrides=overrides)
 
 
 def _resolve_strategy(cfg: ExperimentConfig, label: str, table: dict[str, Any] | None) -> Entry:
@@ -99,56 +110,59 @@ def _resolve_strategy(cfg: ExperimentConfig, label: str, table: dict[str, Any] |
         if not isinstance(base, str) or not base:
             raise ConfigError(key, f"expected the name of a strategy, got {base!r}")
         try:
-            cls = strategy_class(base)
+            strategy_class(base)
         except ConfigError as err:
             raise ConfigError(key, err.problem) from None
-        build_dataclass(cls.Params, params, f"strategies.{label}")
-        return Entry(label, base, dict(params))
+        return Entry(label, base, dict(params), key=f"strategies.{label}")
     if table is None and label not in STRATEGIES and ":" not in label:
         raise ConfigError(f"strategies.{label}",
                           f"{label!r} is neither a strategy (known: {', '.join(sorted(STRATEGIES))}) nor a "
                           f"[strategies.{label}] table with {BASE_KEY} = \"<name>\"")
-    cls = strategy_class(label)
+    strategy_class(label)
     if table is not None:
-        build_dataclass(cls.Params, table, f"strategies.{label}")
-        return Entry(label, label, dict(table))
+        return Entry(label, label, dict(table), key=f"strategies.{label}")
     params = cfg.strategy.params if label == cfg.strategy.name else {}
-    build_dataclass(cls.Params, params, "strategy.params")
     return Entry(label, label, dict(params))
 
 
-def strategy_config(cfg: ExperimentConfig, label: str, overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
-    """``cfg`` running the strategy behind ``label`` with its parameters from the config,
-    ``overrides`` on top; validated against the whole config (raises ConfigError naming the key)."""
+def prepare(cfg: ExperimentConfig, label: str, overrides: Mapping[str, Any] | None = None) -> LabelledRun:
+    """``label`` ready to run on ``cfg``: its parameters from the config with ``overrides`` on top,
+    built and checked against the whole config once (raises ConfigError naming the key)."""
     entry = resolve_entry(cfg, label)
     if overrides:
         entry = dataclasses.replace(entry, params={**entry.params, **overrides})
-    return entry.config(cfg)
+    config = entry.config(cfg)
+    return LabelledRun(entry, config, resolve_strategy(config, key=entry.key))
 
 
-Runner = Callable[[ExperimentConfig, Path], object]
+def strategy_config(cfg: ExperimentConfig, label: str, overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
+    """``cfg`` running the strategy behind ``label`` (see :func:`prepare`)."""
+    return prepare(cfg, label, overrides).config
+
+
+Runner = Callable[[ExperimentConfig, StrategyChoice, Path], object]
 
 
 def simulation_runner(data_dir: str | None = None) -> Runner:
     """Run a config on Flower's simulation engine into a directory (no progress lines)."""
     from edgeupdate.simulation.runner import run_experiment
 
-    return lambda c, d: run_experiment(c, d, data_dir=data_dir, progress=False)
+    return lambda c, choice, d: run_experiment(c, d, choice=choice, data_dir=data_dir, progress=False)
 
 
-def run_all(configs: Mapping[str, ExperimentConfig], out_dir: Path, *, seeds: int = 1,
+def run_all(runs: Mapping[str, LabelledRun], out_dir: Path, *, seeds: int = 1,
             run: Runner | None = None, data_dir: str | None = None,
             log: Callable[[str], None] = print) -> dict[str, list[pd.DataFrame]]:
-    """Run every labelled config ``seeds`` times (seeds seed … seed+N−1) into
+    """Run every prepared label ``seeds`` times (seeds seed … seed+N−1) into
     ``out_dir/runs/<label>-s<seed>/``; return each label's per-seed metrics frames."""
     run = run or simulation_runner(data_dir)
     frames: dict[str, list[pd.DataFrame]] = {}
-    for label, config in configs.items():
+    for label, prepared in runs.items():
         for i in range(seeds):
-            seeded = dataclasses.replace(config, seed=config.seed + i)
+            seeded = dataclasses.replace(prepared.config, seed=prepared.config.seed + i)
             run_dir = out_dir / "runs" / f"{label}-s{seeded.seed}"
             log(f"{label} (seed {seeded.seed}) → {run_dir}")
-            run(seeded, run_dir)
+            run(seeded, prepared.choice, run_dir)
             frames.setdefault(label, []).append(read_metrics(run_dir))
     return frames
 
@@ -199,45 +213,22 @@ def summarise(frames: Mapping[str, list[pd.DataFrame]], reference: str) -> pd.Da
     return table[columns + [c for c in table.columns if c not in columns]]
 
 
-def format_value(v: Any, column: str = "") -> str:
-    """A table cell: byte totals as integers, thousands separators for large numbers, 4 significant
-    digits for small ones, "—" for a missing value."""
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "—"
-        if abs(v) >= 1000 or column.startswith("total_bytes"):
-            return f"{v:,.0f}"
-        return f"{v:.4g}" if abs(v) < 1 else f"{v:.2f}"
-    return str(v)
-
-
-def to_markdown(table: pd.DataFrame) -> str:
-    """A GitHub-flavoured markdown table (no extra dependency)."""
-    head = "| " + " | ".join(table.columns) + " |"
-    sep = "|" + "|".join("---" if c == "strategy" else "---:" for c in table.columns) + "|"
-    body = ["| " + " | ".join(format_value(v, c) for v, c in zip(row, table.columns)) + " |"
-            for row in table.itertuples(index=False)]
-    return "\n".join([head, sep, *body]) + "\n"
-
-
 def compare(cfg: ExperimentConfig, strategies: Sequence[str], out_dir: Path, *, reference: str | None = None,
             seeds: int = 1, run: Runner | None = None, data_dir: str | None = None, command: str | None = None,
             log: Callable[[str], None] = print) -> pd.DataFrame:
     """Run each label (× seeds), write the comparison files and the report, return the table."""
-    from edgeupdate.simulation.report import write_report
 
     labels = list(dict.fromkeys(strategies))  # a label given twice runs once
     reference = reference or labels[0]
     if reference not in labels:
         labels = [reference, *labels]
-    entries = {label: resolve_entry(cfg, label) for label in labels}  # validate all before running any
-    configs = {label: entry.config(cfg) for label, entry in entries.items()}
-    frames = run_all(configs, out_dir, seeds=seeds, run=run, data_dir=data_dir, log=lambda m: log(f"compare: {m}"))
+    runs = {label: prepare(cfg, label) for label in labels}  # every label checked once, before any runs
+    frames = run_all(runs, out_dir, seeds=seeds, run=run, data_dir=data_dir, log=lambda m: log(f"compare: {m}"))
     table = summarise(frames, reference)
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "comparison.csv", index=False)
     (out_dir / "comparison.md").write_text(
         f"Reference: `{reference}`; config `{cfg.name}`; {seeds} seed(s) from {cfg.seed}.\n\n" + to_markdown(table))
-    write_report(out_dir, cfg, table, {label: runs[0] for label, runs in frames.items()}, list(entries.values()),
+    write_report(out_dir, cfg, table, {label: f[0] for label, f in frames.items()}, [r.entry.row() for r in runs.values()],
                  reference=reference, seeds=seeds, command=command)
     return table

@@ -21,9 +21,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from edgeupdate.protocol import DeviceStatus  # noqa: E402
+
 FLEET_PLOT = "fleet.png"
-STATUS_COLORS = {"applied": "tab:green", "no_update": "tab:gray", "offline": "tab:blue",
-                 "deadline": "tab:orange", "no_memory": "tab:purple", "rejected": "tab:red"}
+STATUS_COLORS = {DeviceStatus.APPLIED: "tab:green", DeviceStatus.NO_UPDATE: "tab:gray", DeviceStatus.OFFLINE: "tab:blue",
+                 DeviceStatus.DEADLINE: "tab:orange", DeviceStatus.NO_MEMORY: "tab:purple",
+                 DeviceStatus.REJECTED: "tab:red"}
 _LINESTYLES = ("-", "--", ":", "-.")
 
 
@@ -103,7 +106,8 @@ def plot_fleet(frames: Mapping[str, pd.DataFrame], path: Path, title: str = "") 
     return path
 
 
-OUTCOMES = ("applied", "offline", "deadline", "no_memory", "rejected")
+OUTCOMES = (DeviceStatus.APPLIED, DeviceStatus.OFFLINE, DeviceStatus.DEADLINE, DeviceStatus.NO_MEMORY,
+            DeviceStatus.REJECTED)
 
 
 def tier_outcomes(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -113,10 +117,10 @@ def tier_outcomes(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     for label, df in frames.items():
         last = df["round"].max()
         for tier, part in df.groupby("device_tier"):
-            applied = part[part["status"] == "applied"]
+            applied = part[part["status"] == DeviceStatus.APPLIED]
             rows.append({
                 "strategy": label, "tier": tier, "devices": part["device_id"].nunique(),
-                **{status: int((part["status"] == status).sum()) for status in OUTCOMES},
+                **{str(status): int((part["status"] == status).sum()) for status in OUTCOMES},
                 "catch_up_applied": int(applied["catch_up"].sum()),
                 "budget_applied": int((applied["package_kind"] == "budget").sum()),
                 "final_accuracy": float(part[part["round"] == last]["accuracy"].mean()),

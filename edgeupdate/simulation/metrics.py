@@ -44,6 +44,8 @@ from typing import Any
 import pandas as pd
 from flwr.app import MetricRecord
 
+from edgeupdate.protocol import DeviceStatus
+
 TIMING_COLUMNS = ("apply_host_s", "server_time_s")
 REQUIRED_COLUMNS = ("round", "device_id", "strategy", "accuracy", "loss", "bytes_down", "bytes_up",
                     "model_version", "num_examples")
@@ -74,7 +76,7 @@ class MetricsCollector:
             "bytes_down": float(sum(r["bytes_down"] for r in rows)),
             "bytes_up": float(sum(r["bytes_up"] for r in rows)),
             "devices": float(len(rows)),
-            "applied": float(sum(r.get("status") == "applied" for r in rows)),
+            "applied": float(sum(r.get("status") == DeviceStatus.APPLIED for r in rows)),
             "server_time_s": float(rows[0].get("server_time_s", 0.0)) if rows else 0.0,
             "round_sim_time_s": float(rows[0].get("round_sim_time_s", 0.0)) if rows else 0.0,
         }

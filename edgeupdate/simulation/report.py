@@ -20,16 +20,17 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from edgeupdate.configs import ExperimentConfig
 from edgeupdate.simulation.fleet_plots import FLEET_PLOT, has_fleet_columns, plot_fleet, tier_outcomes
 from edgeupdate.simulation.plots import plot_accuracy_vs_sim_time, plot_accuracy_vs_total_bytes, plot_runs
+from edgeupdate.simulation.tables import format_value, to_markdown
 
-if TYPE_CHECKING:
-    from edgeupdate.simulation.compare import Entry
+#: One compared strategy as the report shows it: (label, base strategy, parameters as text).
+StrategyRow = tuple[str, str, str]
 
 REPORT_FILES = ("report.md", "report.html")
 TIERS_CSV = "fleet_by_tier.csv"
@@ -120,19 +121,15 @@ def _fleet_line(cfg: ExperimentConfig) -> str:
             f"{faults.corruption_prob:g}, crash {faults.crash_prob:g}; budgets {'on' if f.budgets else 'off'}")
 
 
-def _entry_rows(entries: Sequence[Entry]) -> list[tuple[str, str, str]]:
-    rows = []
-    for e in entries:
-        params = [f"{k} = {inline_toml(v)}" for k, v in e.params.items()] + [f"--set {o}" for o in e.overrides]
-        rows.append((e.label, e.strategy, ", ".join(params) or "defaults"))
-    return rows
+def strategy_row(label: str, strategy: str, params: Mapping[str, Any], overrides: Sequence[str] = ()) -> StrategyRow:
+    """How the report lists one compared strategy."""
+    shown = [f"{k} = {inline_toml(v)}" for k, v in params.items()] + [f"--set {o}" for o in overrides]
+    return label, strategy, ", ".join(shown) or "defaults"
 
 
-def render_markdown(cfg: ExperimentConfig, table: pd.DataFrame, entries: Sequence[Entry], figures: Sequence[Figure],
+def render_markdown(cfg: ExperimentConfig, table: pd.DataFrame, entries: Sequence[StrategyRow], figures: Sequence[Figure],
                     *, reference: str, seeds: int, command: str | None, tiers: pd.DataFrame | None = None) -> str:
     """``report.md``: the plots are the PNG files next to it."""
-    from edgeupdate.simulation.compare import to_markdown
-
     out = [f"# {cfg.name}: strategies compared", ""]
     if command:
         out += ["```bash", command, "```", ""]
@@ -141,7 +138,7 @@ def render_markdown(cfg: ExperimentConfig, table: pd.DataFrame, entries: Sequenc
     out += [f"- `{c}`: {COLUMN_NOTES[c]}" for c in table.columns if c in COLUMN_NOTES] + [""]
     out += ["## Strategies", "", "| label | strategy | parameters |", "|---|---|---|"]
     out += [f"| {label} | {base} | `{params}` |" if params != "defaults" else f"| {label} | {base} | defaults |"
-            for label, base, params in _entry_rows(entries)] + [""]
+            for label, base, params in entries] + [""]
     if tiers is not None:
         out += ["## The fleet by tier", "", to_markdown(tiers).rstrip("\n"), "", TIERS_NOTE, ""]
     out += ["## Plots", ""]
@@ -155,11 +152,9 @@ def _png_data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def render_html(cfg: ExperimentConfig, table: pd.DataFrame, entries: Sequence[Entry], figures: Sequence[Figure],
+def render_html(cfg: ExperimentConfig, table: pd.DataFrame, entries: Sequence[StrategyRow], figures: Sequence[Figure],
                 *, reference: str, seeds: int, command: str | None, tiers: pd.DataFrame | None = None) -> str:
     """``report.html``: self-contained, the plots embedded as base64 PNGs."""
-    from edgeupdate.simulation.compare import format_value
-
     e = html.escape
 
     def html_table(df: pd.DataFrame) -> str:
@@ -173,7 +168,7 @@ def render_html(cfg: ExperimentConfig, table: pd.DataFrame, entries: Sequence[En
     notes = "".join(f"<li><code>{e(c)}</code>: {e(COLUMN_NOTES[c])}</li>" for c in table.columns if c in COLUMN_NOTES)
     setup = "".join(f"<li>{e(line).replace('`', '')}</li>" for line in setup_lines(cfg, reference, seeds))
     strategies = "".join(f"<tr><td>{e(label)}</td><td>{e(base)}</td><td><code>{e(params)}</code></td></tr>"
-                         for label, base, params in _entry_rows(entries))
+                         for label, base, params in entries)
     plots = "".join(
         f"<h3>{e(fig.title)}</h3>" + (f'<img alt="{e(fig.title)}" src="{_png_data_uri(fig.path)}">'
                                       if fig.path is not None else f"<p><em>{e(fig.note)}</em></p>")
@@ -191,7 +186,7 @@ def render_html(cfg: ExperimentConfig, table: pd.DataFrame, entries: Sequence[En
 
 
 def write_report(out_dir: Path, cfg: ExperimentConfig, table: pd.DataFrame, frames: Mapping[str, pd.DataFrame],
-                 entries: Sequence[Entry], *, reference: str, seeds: int = 1,
+                 entries: Sequence[StrategyRow], *, reference: str, seeds: int = 1,
                  command: str | None = None) -> list[Path]:
     """Draw the plots and write ``report.md`` and ``report.html`` into ``out_dir``; return their paths."""
     figures = comparison_figures(frames, out_dir, title=f"{cfg.name}: strategies compared")

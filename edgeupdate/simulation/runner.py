@@ -29,12 +29,12 @@ from flwr.serverapp import Grid, ServerApp
 from edgeupdate import __version__
 from edgeupdate import protocol as P
 from edgeupdate.clients.device import make_client_app
-from edgeupdate.clients.runtime import ExperimentRuntime, experiment_runtime
+from edgeupdate.runtime import ExperimentRuntime, experiment_runtime
 from edgeupdate.configs import ExperimentConfig, dump_config
 from edgeupdate.seeding import derive_seed
 from edgeupdate.simulation.metrics import MetricsCollector, RoundCallback
 from edgeupdate.simulation.plots import plot_run
-from edgeupdate.strategies.registry import strategy_class, validate_strategy
+from edgeupdate.strategies.resolve import StrategyChoice, resolve_strategy
 
 
 class SimulationError(RuntimeError):
@@ -64,17 +64,17 @@ def discover_devices(grid: Grid, num_devices: int, timeout_s: float = 120.0) -> 
     return devices
 
 
-def run_server(grid: Grid, runtime: ExperimentRuntime, out_dir: Path,
+def run_server(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, out_dir: Path,
                on_round: RoundCallback | None = None) -> dict[str, Any]:
-    """The whole server side of a run; returns the summary it wrote."""
+    """The whole server side of a run of ``choice`` (built and checked once, before); returns the
+    summary it wrote."""
     cfg = runtime.cfg
     random.seed(derive_seed(cfg.seed, "flower-sampling"))
     torch.manual_seed(derive_seed(cfg.seed, "server"))
     t0 = time.perf_counter()
     devices = discover_devices(grid, cfg.num_devices, timeout_s=cfg.simulation.round_timeout_s)
     collector = MetricsCollector(on_round=on_round)
-    cls = strategy_class(cfg.strategy.name)
-    strategy = cls(runtime, validate_strategy(cfg.strategy.name, cfg.strategy.params), collector, devices)
+    strategy = choice.cls(runtime, choice.params, collector, devices)
     strategy.start(grid, ArrayRecord(runtime.initial_state), num_rounds=cfg.rounds,
                    timeout=cfg.simulation.round_timeout_s)
     wall_s = time.perf_counter() - t0
@@ -98,14 +98,17 @@ def run_server(grid: Grid, runtime: ExperimentRuntime, out_dir: Path,
 
 
 def make_server_app(runtime_for: Callable[[Context], ExperimentRuntime],
-                    out_dir_for: Callable[[Context], Path], progress: bool = True) -> ServerApp:
-    """A ServerApp running :func:`run_server`; the runtime and output dir come from the context."""
+                    out_dir_for: Callable[[Context], Path], progress: bool = True,
+                    choice: StrategyChoice | None = None) -> ServerApp:
+    """A ServerApp running :func:`run_server`; the runtime and output dir come from the context, the
+    strategy from ``choice`` (resolved from the runtime's config when not given)."""
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         runtime = runtime_for(context)
-        run_server(grid, runtime, out_dir_for(context), progress_printer(runtime.cfg) if progress else None)
+        chosen = choice or resolve_strategy(runtime.cfg)
+        run_server(grid, runtime, chosen, out_dir_for(context), progress_printer(runtime.cfg) if progress else None)
 
     return app
 
@@ -135,18 +138,21 @@ def backend_config(cfg: ExperimentConfig) -> dict[str, Any]:
     }
 
 
-def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, data_dir: str | None = None,
-                   progress: bool = True, verbose: bool = False) -> dict[str, Any]:
-    """Run ``cfg`` on Flower's simulation engine; write results into ``out_dir``; return the summary."""
+def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, choice: StrategyChoice | None = None,
+                   data_dir: str | None = None, progress: bool = True, verbose: bool = False) -> dict[str, Any]:
+    """Run ``cfg`` on Flower's simulation engine; write results into ``out_dir``; return the summary.
+
+    ``choice`` is ``cfg``'s strategy, built and checked by :func:`resolve_strategy`; callers that
+    resolved it already (``compare`` and ``sweep`` do, once per label) pass it, else it is resolved here."""
     from flwr.simulation import run_simulation
 
+    choice = choice or resolve_strategy(cfg)  # parameters against the whole config, once, before any output
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.toml").write_text(dump_config(cfg))
     runtime = experiment_runtime(cfg, data_dir)  # fail fast on data and fleet problems, before Ray starts
     runtime.fleet  # noqa: B018 (builds and validates the fleet)
-    validate_strategy(cfg.strategy.name, cfg.strategy.params, cfg)  # parameters against the whole config
     client_app: ClientApp = make_client_app(lambda _ctx: experiment_runtime(cfg, data_dir))
-    server_app = make_server_app(lambda _ctx: runtime, lambda _ctx: out_dir, progress)
+    server_app = make_server_app(lambda _ctx: runtime, lambda _ctx: out_dir, progress, choice)
     if not verbose:
         logging.getLogger("flwr").setLevel(logging.WARNING)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")

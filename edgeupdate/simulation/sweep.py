@@ -31,7 +31,10 @@ from typing import Any
 import pandas as pd
 
 from edgeupdate.configs import ConfigError, ExperimentConfig
-from edgeupdate.simulation.compare import Runner, run_all, simulation_runner, strategy_config, to_markdown
+from edgeupdate.protocol import DeviceStatus
+from edgeupdate.simulation.compare import LabelledRun, Runner, prepare, run_all, simulation_runner
+from edgeupdate.simulation.tables import to_markdown
+from edgeupdate.strategies.resolve import StrategyChoice
 
 GRID_SYNTAX = "STRATEGY.PARAM=V1,V2,... (e.g. ka.n=1,2,4)"
 COLUMNS = ["strategy", "params", "update_params", "update_pct", "bytes_down", "bytes_pct", "initial_accuracy",
@@ -57,11 +60,16 @@ class GridAxis:
 
 @dataclass(frozen=True)
 class SweepPoint:
-    """One run of the sweep: a strategy, its grid values and the resolved config."""
+    """One run of the sweep: a strategy, its grid values, and the prepared run (config and checked
+    parameters)."""
 
     strategy: str
     overrides: dict[str, Any]
-    config: ExperimentConfig
+    run: LabelledRun
+
+    @property
+    def config(self) -> ExperimentConfig:
+        return self.run.config
 
     @property
     def params(self) -> str:
@@ -122,18 +130,14 @@ def sweep_points(cfg: ExperimentConfig, strategies: Sequence[str], axes: Sequenc
     points: list[SweepPoint] = []
     for name in names:
         mine = [a for a in axes if a.strategy == name]
-        try:
-            strategy_config(cfg, name)
-        except ConfigError as err:
-            raise GridError(f"--strategies {name}: {err}") from None
         for combo in itertools.product(*(a.values for a in mine)):
             overrides = {a.param: v for a, v in zip(mine, combo)}
             try:
-                point_cfg = strategy_config(cfg, name, overrides)
+                prepared = prepare(cfg, name, overrides)
             except ConfigError as err:
                 where = ",".join(f"{name}.{k}={_show(v)}" for k, v in overrides.items())
-                raise GridError(f"--param-grid {where}: {err}") from None
-            points.append(SweepPoint(name, overrides, point_cfg))
+                raise GridError(f"--param-grid {where}: {err}" if where else f"--strategies {name}: {err}") from None
+            points.append(SweepPoint(name, overrides, prepared))
     return points
 
 
@@ -150,7 +154,7 @@ def point_row(point: SweepPoint, runs: Sequence[pd.DataFrame], dense_model_bytes
             "bytes_down": float(now["bytes_down"].mean()),
             "initial_accuracy": float(before["accuracy"].mean()),
             "accuracy": float(now["accuracy"].mean()),
-            "applied_devices": int((now["status"] == "applied").sum()),
+            "applied_devices": int((now["status"] == DeviceStatus.APPLIED).sum()),
             "devices": len(now),
             "server_time_s": float(now["server_time_s"].iloc[0]),
             "reject_reason": reasons[0] if reasons else "",
@@ -174,7 +178,7 @@ def point_row(point: SweepPoint, runs: Sequence[pd.DataFrame], dense_model_bytes
 
 def dense_model_bytes(cfg: ExperimentConfig) -> int:
     """Encoded size of the whole model as a dense fp32 package (the "send everything" reference)."""
-    from edgeupdate.clients.runtime import config_model
+    from edgeupdate.runtime import config_model
     from edgeupdate.updates import dense_package
 
     state = config_model(cfg, seed=0).state_dict()
@@ -241,18 +245,18 @@ def sweep(cfg: ExperimentConfig, strategies: Sequence[str], axes: Sequence[GridA
     out_dir.mkdir(parents=True, exist_ok=True)
     simulate = run or simulation_runner(data_dir)
 
-    def run_or_reuse(c: ExperimentConfig, d: Path) -> object:
+    def run_or_reuse(c: ExperimentConfig, choice: StrategyChoice, d: Path) -> object:
         if resume and finished_run(c, d):
             log(f"sweep: reusing the finished run in {d}")
             return None
-        return simulate(c, d)
+        return simulate(c, choice, d)
 
     rows: list[dict[str, Any]] = []
     failed: list[str] = []
     table = pd.DataFrame()
     for i, point in enumerate(points, 1):
         try:
-            frames = run_all({point.label: point.config}, out_dir, seeds=seeds, run=run_or_reuse,
+            frames = run_all({point.label: point.run}, out_dir, seeds=seeds, run=run_or_reuse,
                              log=lambda m, i=i: log(f"sweep [{i}/{len(points)}]: {m}"))
         except Exception as err:  # one failed simulation must not throw away hours of finished points
             log(f"sweep: {point.label} FAILED: {type(err).__name__}: {err}")

@@ -3,8 +3,12 @@
 Importing this package registers the built-in strategies with :mod:`edgeupdate.strategies.registry`.
 """
 
-from edgeupdate.strategies import dpu, fedavg, fl_strategies, full, ka  # noqa: F401  (registration)
-from edgeupdate.strategies.base import EdgeStrategy, ModelVersion, ServerRetrainStrategy
-from edgeupdate.strategies.registry import STRATEGIES, register, strategy_class
+from edgeupdate.strategies.base import EdgeStrategy
+from edgeupdate.strategies.federated import FederatedStrategy
+from edgeupdate.strategies.registry import STRATEGIES, register
+from edgeupdate.strategies.resolve import StrategyChoice, resolve_strategy, strategy_class
+from edgeupdate.strategies.server_retrain import ServerRetrainStrategy
+from edgeupdate.strategies.versions import DeviceView, ModelVersion
 
-__all__ = ["STRATEGIES", "EdgeStrategy", "ModelVersion", "ServerRetrainStrategy", "register", "strategy_class"]
+__all__ = ["STRATEGIES", "DeviceView", "EdgeStrategy", "FederatedStrategy", "ModelVersion", "ServerRetrainStrategy",
+           "StrategyChoice", "register", "resolve_strategy", "strategy_class"]

@@ -1,8 +1,8 @@
 """The DPU family as server-retrain strategies (thesis ch. 5).
 
 ``dpu`` (Algorithm 5.2, combined contribution, Eq. 5.10), ``gcpu`` (Algorithm 5.1, λ = 1),
-``lcpu`` (λ = 0), ``rpu`` (random k per layer) and ``pruning`` (magnitude pruning with
-learning-rate rewinding, from the same random init every round). The algorithms live in
+``lcpu`` (λ = 0) and ``rpu`` (random k per layer); the magnitude-pruning baseline is
+:mod:`edgeupdate.strategies.pruning`. The algorithms live in
 :mod:`edgeupdate.algorithms.partial`; these classes only decide what to train from and how the
 result is packaged: changed values + encoded positions (``sparse_package``), biases and
 normalisation parameters dense, and — on re-initialisation (§5.4.2) — a seed from which the device
@@ -13,19 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edgeupdate.algorithms.partial import (
-    PartialUpdateConfig,
-    partial_update,
-    prune_with_rewinding,
-    should_reinitialize,
-)
+from edgeupdate.algorithms.partial import PartialUpdateConfig, partial_update, should_reinitialize
 from edgeupdate.algorithms.partial_cost import analytic_bytes
-from edgeupdate.clients.runtime import StateDict
 from edgeupdate.seeding import derive_seed
-from edgeupdate.strategies.base import ModelVersion, ServerRetrainStrategy
 from edgeupdate.strategies.registry import register
+from edgeupdate.strategies.server_retrain import ServerRetrainStrategy
+from edgeupdate.strategies.versions import ModelVersion
 from edgeupdate.training import TensorData
-from edgeupdate.updates import UpdatePackage, seeded_package, sparse_package, zoo_initializer_name
+from edgeupdate.updates import StateDict, UpdatePackage, seeded_package, sparse_package, zoo_initializer_name
 
 
 @dataclass(frozen=True)
@@ -164,30 +159,3 @@ class RPU(PartialUpdating):
 
     name = "rpu"
     selector = "random"
-
-
-@dataclass(frozen=True)
-class PruningParams:
-    k: float = field(default=0.005, metadata={"gt": 0.0, "max": 1.0})  # kept fraction of maskable weights
-
-
-@register
-class Pruning(ServerRetrainStrategy):
-    """Magnitude pruning with learning-rate rewinding from the same random init each round;
-    the sparse model is sent whole (non-zero positions + values)."""
-
-    name = "pruning"
-    Params = PruningParams
-
-    def retrain(self, round_: int, deployed: ModelVersion, data: TensorData) -> StateDict:
-        result = prune_with_rewinding(self.runtime.new_model(), self.runtime.initial_state, data,
-                                      self.cfg.training, self.params.k,
-                                      derive_seed(self.cfg.seed, "retrain", round_),
-                                      validation=self.validation if len(self.validation) else None)
-        self._dense = result.info.dense_names
-        return {k: v.detach().cpu().clone() for k, v in result.state.items()}
-
-    def release_package(self, round_: int, base: ModelVersion, target: StateDict) -> UpdatePackage:
-        pkg = self.cfg.package
-        return sparse_package(None, target, method=self.name, target_version=round_,
-                              precision=pkg.precision, coding=pkg.coding, dense_names=self._dense)

@@ -1,7 +1,8 @@
-"""The FL baselines beyond FedAvg, each a thin wrapper around Flower's own strategy class.
+"""The FL baselines, each a thin wrapper around Flower's own strategy class.
 
 | name            | Flower class      | ``strategy.params``                              | paper                       |
 |-----------------|-------------------|--------------------------------------------------|-----------------------------|
+| ``fedavg``      | ``FedAvg``        | —                                                | McMahan et al. 2017         |
 | ``fedprox``     | ``FedProx``       | proximal_mu (device adds μ/2‖w − w_global‖²)     | Li et al. 2020              |
 | ``fedadam``     | ``FedAdam``       | server_lr (η), tau (τ), beta_1, beta_2           | Reddi et al. 2021           |
 | ``fedyogi``     | ``FedYogi``       | server_lr, tau, beta_1, beta_2                   | Reddi et al. 2021           |
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from flwr.serverapp.strategy import (
     FedAdagrad,
     FedAdam,
+    FedAvg,
     FedAvgM,
     FedMedian,
     FedProx,
@@ -32,7 +34,7 @@ from flwr.serverapp.strategy import (
     Strategy,
 )
 
-from edgeupdate.strategies.fedavg import FederatedStrategy
+from edgeupdate.strategies.federated import FederatedStrategy
 from edgeupdate.strategies.fl_params import FederatedParams
 from edgeupdate.strategies.registry import register
 
@@ -198,3 +200,19 @@ class QFedAvgStrategy(FederatedStrategy):
     def make_inner(self) -> Strategy:
         return QFedAvg(client_learning_rate=self.cfg.client.lr, q=self.params.q, train_loss_key="loss_before",
                        **self.inner_defaults())
+
+
+@dataclass(frozen=True)
+class FedAvgParams(FederatedParams):
+    """FedAvg has no parameters beyond ``[client]`` and the upload encoding."""
+
+
+@register
+class FedAvgStrategy(FederatedStrategy):
+    """FedAvg (McMahan et al. 2017) through ``flwr.serverapp.strategy.FedAvg``."""
+
+    name = "fedavg"
+    Params = FedAvgParams
+
+    def make_inner(self) -> Strategy:
+        return FedAvg(**self.inner_defaults())

@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from edgeupdate.clients.runtime import ExperimentRuntime, StateDict
+from edgeupdate.runtime import ExperimentRuntime
 from edgeupdate.seeding import derive_seed
-from edgeupdate.strategies.base import ModelVersion, ServerRetrainStrategy
 from edgeupdate.strategies.registry import register
+from edgeupdate.strategies.server_retrain import ServerRetrainStrategy
+from edgeupdate.strategies.versions import ModelVersion
 from edgeupdate.training import TensorData, train
-from edgeupdate.updates import state_hash
+from edgeupdate.updates import StateDict, state_hash
 
 
 @dataclass(frozen=True)

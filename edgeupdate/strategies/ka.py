@@ -25,15 +25,16 @@ from edgeupdate.algorithms.factorized import (
     check_ranks,
     compact_refine,
 )
-from edgeupdate.clients.runtime import StateDict, config_model
+from edgeupdate.runtime import config_model
 from edgeupdate.configs import ConfigError, ExperimentConfig
 from edgeupdate.models.zoo import count_parameters
 from edgeupdate.seeding import derive_seed
-from edgeupdate.strategies.base import ModelVersion, ServerRetrainStrategy
 from edgeupdate.strategies.full import retrain_dense
 from edgeupdate.strategies.registry import register
+from edgeupdate.strategies.server_retrain import ServerRetrainStrategy
+from edgeupdate.strategies.versions import ModelVersion
 from edgeupdate.training import TensorData
-from edgeupdate.updates import UpdatePackage
+from edgeupdate.updates import StateDict, UpdatePackage
 
 
 @dataclass(frozen=True)

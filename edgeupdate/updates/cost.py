@@ -1,6 +1,6 @@
 """What applying a package costs a device: arithmetic and peak memory, from the header alone.
 
-The fleet model (:mod:`edgeupdate.simulation.fleet`) charges a device for the apply step with these
+The fleet model (:mod:`edgeupdate.fleet.rounds`) charges a device for the apply step with these
 numbers, and a device checks :attr:`ApplyCost.peak_memory_bytes` against its memory *before* it
 applies anything (status ``no_memory``). Both sides derive them from the package header and the
 size of the deployed model, so they agree without measuring anything (measured wall time depends

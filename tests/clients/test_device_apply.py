@@ -9,7 +9,7 @@ from flwr.app import ConfigRecord, Context, RecordDict
 from edgeupdate import protocol as P
 from edgeupdate.algorithms.factorized import CompactConfig, build_package, compact_refine
 from edgeupdate.clients.device import DeviceState, _evaluate_task
-from edgeupdate.clients.runtime import build_runtime
+from edgeupdate.runtime import build_runtime
 from edgeupdate.training import TrainConfig
 from edgeupdate.updates import dense_package, sparse_package, state_hash
 from edgeupdate.updates.cost import apply_cost, state_bytes
@@ -38,12 +38,12 @@ def test_a_crash_part_way_through_apply_leaves_the_deployed_model_intact(tiny_co
 
     status, reason = device.try_apply(package, runtime, device_id=0, crash_point=0.5)
 
-    assert status == P.REJECTED and "rebooted with the deployed model intact" in reason
+    assert status == P.DeviceStatus.REJECTED and "rebooted with the deployed model intact" in reason
     restarted = DeviceState(context, runtime)  # what the device holds after the crash
     assert (restarted.version, restarted.hash) == (0, runtime.initial_hash)
     assert state_hash(restarted.weights) == runtime.initial_hash
     assert "staged_model" not in context.state
-    assert device.try_apply(package, runtime, device_id=0) == (P.APPLIED, "")
+    assert device.try_apply(package, runtime, device_id=0) == (P.DeviceStatus.APPLIED, "")
     assert DeviceState(context, runtime).version == 1
 
 
@@ -65,9 +65,9 @@ def test_a_device_declines_a_ka_package_it_lacks_memory_for_but_applies_a_sparse
 
     status, reason = device.try_apply(ka, runtime, device_id=0)
 
-    assert status == P.NO_MEMORY and f"needs {ka_need} B" in reason
+    assert status == P.DeviceStatus.NO_MEMORY and f"needs {ka_need} B" in reason
     assert device.hash == runtime.initial_hash
-    assert device.try_apply(sparse, runtime, device_id=0)[0] == P.APPLIED
+    assert device.try_apply(sparse, runtime, device_id=0)[0] == P.DeviceStatus.APPLIED
     assert device.hash == state_hash(result.state)
 
 
@@ -79,7 +79,7 @@ def test_a_transfer_cut_at_the_deadline_is_reported_as_deadline_and_not_applied(
 
     status, reason, _ = _evaluate_task(runtime, device, 0, task)
 
-    assert status == P.DEADLINE and "truncated" in reason
+    assert status == P.DeviceStatus.DEADLINE and "truncated" in reason
     assert device.hash == runtime.initial_hash
 
 
@@ -90,10 +90,10 @@ def test_an_announced_apply_cost_above_the_devices_memory_is_declined(tiny_confi
 
     status, reason, _ = _evaluate_task(runtime, device, 0, task)
 
-    assert status == P.NO_MEMORY and "60000 B" in reason
+    assert status == P.DeviceStatus.NO_MEMORY and "60000 B" in reason
 
 
-@pytest.mark.parametrize("link, status", [(P.LINK_OFFLINE, P.OFFLINE), (P.LINK_OK, P.NO_UPDATE)])
+@pytest.mark.parametrize("link, status", [(P.LINK_OFFLINE, P.DeviceStatus.OFFLINE), (P.LINK_OK, P.DeviceStatus.NO_UPDATE)])
 def test_nothing_arrives_when_offline_or_up_to_date(tiny_config, tmp_path, link, status):
     runtime = _runtime(tiny_config, tmp_path)
     device = DeviceState(_context(), runtime)

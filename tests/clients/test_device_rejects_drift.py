@@ -13,7 +13,7 @@ from flwr.app import ConfigRecord, Context, Message, MessageType, Metadata, Reco
 from edgeupdate import protocol as P
 from edgeupdate.algorithms.factorized import CompactConfig, build_package, compact_refine
 from edgeupdate.clients.device import DeviceState, make_client_app
-from edgeupdate.clients.runtime import build_runtime
+from edgeupdate.runtime import build_runtime
 from edgeupdate.training import TrainConfig
 from edgeupdate.updates import reconstitution, state_hash
 
@@ -61,7 +61,7 @@ def test_device_reconstitution_matches_the_server_and_is_applied(setup):
 
     status, reason = state.try_apply(payload, runtime, 0)
 
-    assert (status, reason) == (P.APPLIED, "")
+    assert (status, reason) == (P.DeviceStatus.APPLIED, "")
     assert state.version == 1 and state.hash == state_hash(result.state)
 
 
@@ -72,7 +72,7 @@ def test_drifting_reconstitution_is_rejected_with_the_hash_mismatch_as_reason(se
 
     status, reason = state.try_apply(payload, runtime, 0)
 
-    assert status == P.REJECTED
+    assert status == P.DeviceStatus.REJECTED
     assert "result hash" in reason and "differs from target version 1" in reason
     assert state.version == 0 and state_hash(state.weights) == runtime.initial_hash  # old model kept
 
@@ -86,7 +86,7 @@ def test_device_whose_weights_differ_from_the_base_rejects_a_ka_package(setup):
 
     status, reason = state.try_apply(payload, runtime, 0)
 
-    assert status == P.REJECTED and "built for base version 0" in reason
+    assert status == P.DeviceStatus.REJECTED and "built for base version 0" in reason
     assert state.version == 0
 
 
@@ -102,6 +102,6 @@ def test_rejection_reason_reaches_the_server_in_the_evaluate_reply(setup, monkey
     reply = app(msg, _context())
 
     rep = reply.content[P.REPLY]
-    assert rep["status"] == P.REJECTED and "result hash" in rep["reason"]
+    assert rep["status"] == P.DeviceStatus.REJECTED and "result hash" in rep["reason"]
     assert int(rep["model_version"]) == 0 and rep["model_hash"] == runtime.initial_hash
     assert reply.content[P.METRICS]["bytes_down_received"] == len(payload)

@@ -9,7 +9,7 @@ import torch
 from flwr.app import RecordDict
 
 from edgeupdate.clients.fit import fit
-from edgeupdate.clients.runtime import build_runtime
+from edgeupdate.runtime import build_runtime
 from edgeupdate.clients.upload import RESIDUAL_KEY, UploadError, UploadSpec
 from edgeupdate.clients.upload_structured import structure_seed
 from edgeupdate.training import evaluate

@@ -26,9 +26,6 @@ def test_quickstart_preset_loads_and_round_trips():
     ("training.lr=-1.0", "training.lr", "> 0"),
     ("model.hidden=[64, 'x']", "model.hidden[1]", "expected integer"),
     ("partition.alpha=0", "partition.alpha", "> 0"),
-    ("strategy.name='nope'", "strategy.name", "unknown strategy"),
-    ("strategy.params.warp=9", "strategy.params.warp", "unknown key"),
-    ("strategy.params.init='cold'", "strategy.params.init", "must be one of"),
 ])
 def test_bad_values_name_the_key(override, key, words):
     with pytest.raises(ConfigError) as err:
@@ -58,3 +55,17 @@ def test_missing_and_malformed_files_are_one_line_errors(tmp_path):
     bad.write_text("rounds = [")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+def test_loading_a_config_imports_neither_strategies_nor_flower():
+    """configs/ is the bottom layer: reading a config must not pull in Flower, Ray or any strategy
+    (strategy parameters are checked once per run by edgeupdate.strategies.resolve)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from edgeupdate.configs import load_config; "
+            f"load_config({str(QUICKSTART)!r}, ['strategy.name=\\'dpu\\'']); "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('flwr', 'ray') "
+            "or m.startswith('edgeupdate.strategies')); print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

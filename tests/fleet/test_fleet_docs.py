@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from edgeupdate.clients.catalog import CATALOG, catalog_markdown_table
-from edgeupdate.simulation.network import transfer_time_markdown_table
+from edgeupdate.fleet.catalog import CATALOG, catalog_markdown_table
+from edgeupdate.fleet.network import transfer_time_markdown_table
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "devices.md"
 

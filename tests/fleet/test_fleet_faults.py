@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edgeupdate.simulation.faults import FaultConfig, FaultConfigError, corrupt
+from edgeupdate.fleet.faults import FaultConfig, FaultConfigError, corrupt
 
 
 def test_corrupt_changes_exactly_the_requested_number_of_bytes_and_copies():

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgeupdate.clients.catalog import get_profile, tier_names
-from edgeupdate.clients.profiles import DeviceProfile
-from edgeupdate.simulation.network import (
+from edgeupdate.fleet.catalog import get_profile, tier_names
+from edgeupdate.fleet.profiles import DeviceProfile
+from edgeupdate.fleet.network import (
     NetworkModelError,
     compute_time_s,
     largest_fitting_int,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from edgeupdate.clients.catalog import (
+from edgeupdate.fleet.catalog import (
     CATALOG,
     LORA_EU868_DATA_RATES,
     UnknownTierError,
@@ -11,7 +11,7 @@ from edgeupdate.clients.catalog import (
     resolve_tier,
     tier_names,
 )
-from edgeupdate.clients.profiles import (
+from edgeupdate.fleet.profiles import (
     ALWAYS_ON,
     BernoulliAvailability,
     DeviceProfile,

@@ -5,23 +5,11 @@ from collections import Counter
 
 import pytest
 
-from edgeupdate.clients.catalog import get_profile
-from edgeupdate.clients.profiles import BernoulliAvailability, DeviceProfile, TraceAvailability
-from edgeupdate.simulation.faults import FaultConfig
-from edgeupdate.simulation.fleet import (
-    STATUSES,
-    Device,
-    FleetError,
-    Workload,
-    build_fleet,
-    fleet_from_csv,
-    fleet_from_mixture,
-    mixture_counts,
-    plan_fleet_round,
-    plan_round,
-    round_sim_time_s,
-    status_counts,
-)
+from edgeupdate.fleet.catalog import get_profile
+from edgeupdate.fleet.profiles import BernoulliAvailability, DeviceProfile, TraceAvailability
+from edgeupdate.fleet.faults import FaultConfig
+from edgeupdate.fleet.devices import Device, FleetError, build_fleet, fleet_from_csv, fleet_from_mixture, mixture_counts
+from edgeupdate.fleet.rounds import STATUSES, Workload, plan_fleet_round, plan_round, round_sim_time_s, status_counts
 
 # --------------------------------------------------------------------------- mixtures
 

@@ -34,6 +34,7 @@ def test_per_strategy_params_come_from_the_strategies_table(tiny_config):
         strategy_config(tiny_config("strategy.name='dpu'", "strategy.params={k=2.0}"), "dpu")
 
 
+@pytest.mark.sim
 def test_compare_runs_every_strategy_on_the_same_config(tiny_config, tmp_path):
     cfg = tiny_config("strategies.dpu={k=0.05}")
     table = compare(cfg, ["full", "dpu"], tmp_path, log=lambda _m: None)
@@ -96,7 +97,7 @@ def _writer(rounds: int, devices: int, clock: bool):
     """A stand-in for one simulation: writes a metrics file derived from the config it is given."""
     seen = []
 
-    def run(cfg, run_dir):
+    def run(cfg, _choice, run_dir):
         seen.append((cfg.strategy.name, cfg.strategy.params))
         fl = cfg.strategy.name.startswith("fed")
         compressed = bool(cfg.strategy.params.get("upload"))
@@ -115,6 +116,7 @@ def _writer(rounds: int, devices: int, clock: bool):
     return run, seen
 
 
+@pytest.mark.sim
 @pytest.mark.parametrize("clock", [False, True])
 def test_compare_writes_a_report_with_table_plots_and_labels(tiny_config, tmp_path, clock):
     # Prepare

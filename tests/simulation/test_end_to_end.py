@@ -15,6 +15,8 @@ from tests.conftest import REPO
 RUN_FILES = ["metrics.parquet", "metrics.csv", "config.toml", "summary.json",
              "accuracy_vs_round.png", "accuracy_vs_bytes.png"]
 
+pytestmark = pytest.mark.sim  # every test here runs real simulations
+
 
 def _no_ray_left() -> bool:
     """No live Ray process among this test process's descendants (others' simulations may run)."""
@@ -45,7 +47,7 @@ def test_full_runs_deterministically_and_measures_real_bytes(tiny_config, tmp_pa
     assert (a["status"] == "applied").all() and (a["model_version"] == a["round"]).all()
 
     # bytes_down is the length of the dense package: every weight in fp32 plus a header
-    from edgeupdate.clients.runtime import build_runtime
+    from edgeupdate.runtime import build_runtime
 
     state = build_runtime(cfg).initial_state
     expected = len(dense_package(state, method="full", target_version=1, base=state, base_version=0).encode())
@@ -74,7 +76,7 @@ def test_custom_strategy_from_a_file_runs_through_the_simulation(tiny_config, tm
     run_experiment(cfg, tmp_path, progress=False)
     df = pd.read_csv(tmp_path / "metrics.csv")
     full_bytes = sum(t.numel() * 4 for t in
-                     __import__("edgeupdate.clients.runtime", fromlist=["x"]).build_runtime(cfg).initial_state.values())
+                     __import__("edgeupdate.runtime", fromlist=["x"]).build_runtime(cfg).initial_state.values())
     round2 = df[df["round"] == 2]
     assert (round2["status"] == "applied").all()
     assert (round2["bytes_down"] < 0.3 * full_bytes).all()  # ≈10 % of the values plus positions

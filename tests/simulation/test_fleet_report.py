@@ -39,7 +39,7 @@ def test_a_fleet_comparison_report_has_the_tier_table_and_the_fleet_figure(tiny_
     frames = {"full": _frame(["deadline"] * 4), "dpu": _frame(["applied"] * 4)}
     table = summarise({k: [v] for k, v in frames.items()}, "full")
 
-    write_report(tmp_path, cfg, table, frames, [resolve_entry(cfg, "full"), resolve_entry(cfg, "dpu")],
+    write_report(tmp_path, cfg, table, frames, [resolve_entry(cfg, "full").row(), resolve_entry(cfg, "dpu").row()],
                  reference="full")
 
     text = (tmp_path / "report.md").read_text()

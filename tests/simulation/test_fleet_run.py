@@ -5,12 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from edgeupdate.clients.runtime import build_runtime
+from edgeupdate.runtime import build_runtime
 from edgeupdate.simulation.runner import run_experiment
 
 # 8 devices: LoRa SF7 needs ~15 min for the 4.8 kB full model at 1 % duty cycle, NB-IoT seconds.
 FLEET = ["num_devices=8", "rounds=3", "fleet.tiers={lora-sf7=0.5, nbiot=0.5}", "fleet.deadline_s=600.0"]
 FAULTS = ["fleet.faults.dropout_prob=0.25", "fleet.faults.corruption_prob=0.2", "fleet.faults.crash_prob=0.2"]
+
+pytestmark = pytest.mark.sim  # every test here runs real simulations
 
 
 def _issued(run_dir) -> set[str]:
@@ -123,10 +125,3 @@ def test_devices_too_small_for_the_model_run_a_pruned_student(tiny_config, tmp_p
     first = df.loc[(1, 0)]
     assert (first["package_kind"], first["base_version"]) == ("full", 0)  # the whole student, from nothing
     assert set(df["model_hash"]) <= set(versions["model_hash"])
-
-
-def test_students_need_a_server_retrain_strategy(tiny_config):
-    from edgeupdate.configs import ConfigError
-
-    with pytest.raises(ConfigError, match="fleet.students.enabled: strategy 'fedavg' cannot train students"):
-        tiny_config("fleet.students.enabled=true", "strategy.name=fedavg", "strategy.params={}")

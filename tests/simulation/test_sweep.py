@@ -139,6 +139,7 @@ def test_verdict_gives_each_side_its_best_tuned_point_of_one_size():
     assert lines == ["ka lr=b (9 params, 0.90 %) lift +3.00 pp < lru lr=b (12 params, 1.20 %) lift +3.50 pp: FAILS"]
 
 
+@pytest.mark.sim
 def test_sweep_cli_runs_real_simulations_and_writes_csv_and_plot(tmp_path, capsys):
     sets = [a for o in TINY for a in ("--set", o)]
     out = tmp_path / "sweep"
@@ -168,7 +169,7 @@ def test_sweep_cli_runs_real_simulations_and_writes_csv_and_plot(tmp_path, capsy
     pd.testing.assert_frame_equal(pd.read_csv(out / "sweep.csv"), table)
 
     # A point whose simulation fails is reported; the finished points stay in the table.
-    def broken(cfg, run_dir):
+    def broken(cfg, _choice, run_dir):
         raise RuntimeError("simulated crash")
 
     cfg = load_config(QUICKSTART, TINY)

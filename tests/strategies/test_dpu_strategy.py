@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from edgeupdate.clients.runtime import build_runtime
+from edgeupdate.runtime import build_runtime
 from edgeupdate.seeding import derive_seed
 from edgeupdate.simulation.metrics import MetricsCollector
-from edgeupdate.strategies.base import ModelVersion
-from edgeupdate.strategies.registry import strategy_class, validate_strategy
+from edgeupdate.strategies.versions import ModelVersion
+from edgeupdate.strategies.resolve import strategy_class, validate_strategy
 from edgeupdate.training import TensorData
 from edgeupdate.updates import UpdatePackage
 

@@ -24,12 +24,12 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 
 from edgeupdate import protocol as P
 from edgeupdate.clients.fit import fit
-from edgeupdate.clients.runtime import build_runtime
+from edgeupdate.runtime import build_runtime
 from edgeupdate.clients.upload import UploadSpec, encode_sketched
 from edgeupdate.configs import ConfigError, load_config
 from edgeupdate.simulation.metrics import MetricsCollector
-from edgeupdate.strategies.fedavg import FederatedStrategy
-from edgeupdate.strategies.registry import strategy_class, validate_strategy
+from edgeupdate.strategies.federated import FederatedStrategy
+from edgeupdate.strategies.resolve import strategy_class, validate_strategy
 from edgeupdate.updates import UpdatePackage, state_hash
 
 from tests.conftest import REPO, TINY
@@ -166,7 +166,7 @@ def play_round(strategy: FederatedStrategy, round_: int, uploads: Mapping[int, U
         zeros = {k: torch.zeros_like(v) for k, v in base.weights.items()}
         payload = encode_sketched(UploadSpec(), base.weights, up.weights, base.number, zeros).package.encode()
         reply = ConfigRecord({"device_id": device, "model_version": base.number, "model_hash": base.hash,
-                              "status": P.TRAINED, "payload": payload, "reason": ""})
+                              "status": P.DeviceStatus.TRAINED, "payload": payload, "reason": ""})
         metrics = MetricRecord({"num-examples": up.num_examples, "train_loss": up.loss_before / 2,
                                 "loss_before": up.loss_before})
         replies.append(Message(RecordDict({P.REPLY: reply, P.METRICS: metrics}), reply_to=msg))
@@ -433,7 +433,7 @@ def simulate_side_by_side(cfg, specs: Mapping[str, tuple[dict, int]]):
     from flwr.simulation import run_simulation
 
     from edgeupdate.clients.device import make_client_app
-    from edgeupdate.clients.runtime import experiment_runtime
+    from edgeupdate.runtime import experiment_runtime
     from edgeupdate.simulation.runner import backend_config, discover_devices
 
     runtime = experiment_runtime(cfg)
@@ -503,6 +503,7 @@ def side_by_side():
     return cfg, runtime, results
 
 
+@pytest.mark.sim
 @pytest.mark.parametrize("name", list(SIMULATED))
 def test_each_fl_strategy_aggregates_with_its_own_rule_in_a_two_round_simulation(side_by_side, name):
     # Prepare: the recorded simulation (rounds, uploads, released models)
@@ -513,7 +514,7 @@ def test_each_fl_strategy_aggregates_with_its_own_rule_in_a_two_round_simulation
     assert len(rounds) == cfg.rounds
     rows = strategy.collector.frame()
     assert len(rows) == cfg.rounds * count and (rows["bytes_up"] > 0).all()
-    assert (rows["status"] == P.APPLIED).all() and (rows["model_version"] == rows["round"]).all()
+    assert (rows["status"] == P.DeviceStatus.APPLIED).all() and (rows["model_version"] == rows["round"]).all()
     # ... and each released model is the strategy's rule applied to the uploads the devices sent
     away_from_fedavg = 0.0
     for round_, (rec, want) in enumerate(zip(rounds, expected_rounds(name, params, rounds, cfg.client.lr)), 1):
@@ -531,6 +532,7 @@ def test_each_fl_strategy_aggregates_with_its_own_rule_in_a_two_round_simulation
         assert away_from_fedavg > 1e-3
 
 
+@pytest.mark.sim
 def test_fedprox_devices_in_the_simulation_trained_with_the_proximal_term(side_by_side):
     _, runtime, results = side_by_side
     _, rounds = results["fedprox"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeupdate.clients.runtime import build_runtime
+from edgeupdate.runtime import build_runtime
 from edgeupdate.strategies import full
 from edgeupdate.updates import state_hash
 

@@ -1,4 +1,4 @@
-"""KA-family settings the model cannot hold fail at load time, as one config line, before training."""
+"""KA-family settings the model cannot hold fail when the run is prepared, as one config line, before training."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from edgeupdate.cli import main
 from edgeupdate.configs import ConfigError, load_config
 from edgeupdate.simulation.compare import compare
+from edgeupdate.strategies import resolve_strategy
 
 from tests.conftest import REPO
 
@@ -22,7 +23,7 @@ RESNET = ["model.name='tiny-resnet'"]  # digits: the stem conv is 16 × (1·3·3
 ])
 def test_rank_above_a_layers_min_o_i_is_a_config_error_naming_the_key(strategy, params, key):
     with pytest.raises(ConfigError) as err:
-        load_config(QUICKSTART, [*RESNET, f"strategy.name='{strategy}'", f"strategy.params={params}"])
+        resolve_strategy(load_config(QUICKSTART, [*RESNET, f"strategy.name='{strategy}'", f"strategy.params={params}"]))
 
     assert err.value.key == key
     assert "stem.0.weight" in str(err.value) and "min(o, i) = 9" in str(err.value)
@@ -30,13 +31,13 @@ def test_rank_above_a_layers_min_o_i_is_a_config_error_naming_the_key(strategy, 
 
 
 def test_the_largest_rank_the_model_allows_is_accepted():
-    cfg = load_config(QUICKSTART, [*RESNET, "strategy.name='ka'", "strategy.params={n=9}"])
-    assert cfg.strategy.params == {"n": 9}
+    choice = resolve_strategy(load_config(QUICKSTART, [*RESNET, "strategy.name='ka'", "strategy.params={n=9}"]))
+    assert choice.params.n == 9
 
 
 def test_filter_pruning_on_a_model_without_conv_filters_is_a_config_error():
     with pytest.raises(ConfigError, match="model.name: fp needs prunable conv filters"):
-        load_config(QUICKSTART, ["strategy.name='fp'", "strategy.params={}"])
+        resolve_strategy(load_config(QUICKSTART, ["strategy.name='fp'", "strategy.params={}"]))
 
 
 def test_compare_rejects_an_impossible_rank_in_the_strategies_table_before_running_anything(tmp_path):
@@ -44,7 +45,7 @@ def test_compare_rejects_an_impossible_rank_in_the_strategies_table_before_runni
     ran = []
 
     with pytest.raises(ConfigError, match="strategy.params.n"):
-        compare(cfg, ["full", "ka"], tmp_path, run=lambda c, d: ran.append(c), log=lambda _m: None)
+        compare(cfg, ["full", "ka"], tmp_path, run=lambda c, _choice, d: ran.append(c), log=lambda _m: None)
     assert ran == []
 
 
@@ -64,8 +65,8 @@ def test_refinement_epochs_and_lr_override_the_training_table_only_for_the_compa
     """``epochs``/``lr`` retune the compact refinement (round ≥ 2) without touching θ¹'s training."""
     import edgeupdate.strategies.ka as ka_module
     from edgeupdate.simulation.metrics import MetricsCollector
-    from edgeupdate.clients.runtime import build_runtime
-    from edgeupdate.strategies.registry import strategy_class, validate_strategy
+    from edgeupdate.runtime import build_runtime
+    from edgeupdate.strategies.resolve import strategy_class, validate_strategy
 
     cfg = tiny_config("strategy.name='rm'", "strategy.params={epochs=3, lr=0.02}", "training.lr=0.001",
                       "training.epochs=1")

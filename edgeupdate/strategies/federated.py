@@ -1,4 +1,4 @@
-"""Federated baselines: devices train, Flower's own strategy aggregates.
+"""The federated family's base: devices train, Flower's own strategy aggregates.
 
 :class:`FederatedStrategy` wraps an inner ``flwr.serverapp.strategy`` instance and drives it
 through Flower's own two calls each round, so every piece of server state Flower keeps (FedOpt's
@@ -14,26 +14,24 @@ it sends (FedProx's ``proximal-mu``) comes from Flower, not from a re-implementa
    (``num-examples``, ``train_loss``, ``loss_before``), and passed to the inner ``aggregate_train``.
 
 The aggregate is then released to every device like any other version, so bytes are measured the
-same way for both families. Concrete strategies live in :mod:`edgeupdate.strategies.fl_strategies`.
+same way for both families. Concrete strategies (FedAvg and friends) live in :mod:`edgeupdate.strategies.fl_strategies`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAvg, Strategy
+from flwr.serverapp.strategy import Strategy
 
 from edgeupdate import protocol as P
-from edgeupdate.clients.runtime import StateDict
 from edgeupdate.seeding import numpy_rng
-from edgeupdate.strategies.base import DeviceView, EdgeStrategy
+from edgeupdate.strategies.base import EdgeStrategy
 from edgeupdate.strategies.fl_params import FederatedParams
-from edgeupdate.strategies.registry import register
-from edgeupdate.updates import UpdatePackage
+from edgeupdate.strategies.versions import DeviceView
+from edgeupdate.updates import StateDict, UpdatePackage
 
 #: Keys of the ``MetricRecord`` in every reply handed to the inner strategy.
 REPLY_METRICS = ("num-examples", "train_loss", "loss_before")
@@ -78,7 +76,7 @@ class FederatedStrategy(EdgeStrategy):
 
     def sampled(self, round_: int) -> set[int]:
         """Devices that train this round: a seeded sample of ``client.fraction_train``."""
-        ids = sorted(v.device_id for v in self.views.values())
+        ids = self.store.device_ids()
         count = max(1, round(self.cfg.client.fraction_train * len(ids)))
         return set(numpy_rng(self.cfg.seed, "sample", round_).choice(ids, size=count, replace=False).tolist())
 
@@ -101,7 +99,7 @@ class FederatedStrategy(EdgeStrategy):
         task: dict[str, Any] = {"task": P.TASK_FIT, "base_version": self.latest.number,
                                 "base_hash": self.latest.hash, **self.inner_config, **self.params.upload.to_task()}
         if view.hash != self.latest.hash:
-            task["package"] = self._package_for(view).payload
+            task["package"] = self.package_for(view).payload
         return task
 
     def next_model(self, round_: int, reports: list[P.DeviceReport]) -> StateDict | None:
@@ -123,19 +121,3 @@ class FederatedStrategy(EdgeStrategy):
                                 "loss_before": float(report.metrics.get("loss_before", 0.0))})
         content = RecordDict({"arrays": ArrayRecord(weights), "metrics": metrics})
         return Message(content, dst_node_id=report.node_id, message_type=MessageType.TRAIN)
-
-
-@dataclass(frozen=True)
-class FedAvgParams(FederatedParams):
-    """FedAvg has no parameters beyond ``[client]`` and the upload encoding."""
-
-
-@register
-class FedAvgStrategy(FederatedStrategy):
-    """FedAvg (McMahan et al. 2017) through ``flwr.serverapp.strategy.FedAvg``."""
-
-    name = "fedavg"
-    Params = FedAvgParams
-
-    def make_inner(self) -> Strategy:
-        return FedAvg(**self.inner_defaults())

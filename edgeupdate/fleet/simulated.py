@@ -2,7 +2,7 @@
 
 :func:`simulated_fleet` builds it from the config alone, so the server (which plays the network:
 it decides what arrives) and every device process (which checks its own memory) agree without
-talking. Decisions are :func:`edgeupdate.simulation.fleet.plan_round` outcomes, deterministic from
+talking. Decisions are :func:`edgeupdate.fleet.rounds.plan_round` outcomes, deterministic from
 ``(seed, round, device)``; the clock never reads a wall clock.
 
 A round on the simulated clock (``start_s`` is when it begins):
@@ -24,9 +24,11 @@ import math
 from dataclasses import dataclass, replace
 
 from edgeupdate.configs import ConfigError, ExperimentConfig
-from edgeupdate.simulation.faults import FaultConfig
-from edgeupdate.simulation.fleet import Device, FleetError, RoundOutcome, Workload, build_fleet, plan_round
-from edgeupdate.simulation.network import max_bytes_in_time
+from edgeupdate.fleet.faults import FaultConfig
+from edgeupdate.protocol import DeviceStatus
+from edgeupdate.fleet.devices import Device, FleetError, build_fleet
+from edgeupdate.fleet.rounds import RoundOutcome, Workload, plan_round
+from edgeupdate.fleet.network import max_bytes_in_time
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ class SimulatedFleet:
 
     def delivered_bytes(self, device_id: int, outcome: RoundOutcome, payload_bytes: int) -> int:
         """How much of a ``payload_bytes`` download arrived before the deadline cut the link."""
-        if outcome.status != "deadline":
+        if outcome.status != DeviceStatus.DEADLINE:
             return payload_bytes
         budget = outcome.transfer_s
         if not math.isfinite(budget) or budget <= 0:

@@ -26,7 +26,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-from edgeupdate.clients.profiles import DeviceProfile
+from edgeupdate.fleet.profiles import DeviceProfile
 
 Direction = Literal["down", "up"]
 
@@ -249,7 +249,7 @@ def largest_ratio_within_deadline(profile: DeviceProfile, deadline_s: float,
 def transfer_time_markdown_table(sizes_bytes: Sequence[int] = (1_000, 10_000, 100_000, 1_000_000)
                                  ) -> str:
     """Download time of each catalog tier for a few payload sizes (the table in docs/devices.md)."""
-    from edgeupdate.clients.catalog import CATALOG
+    from edgeupdate.fleet.catalog import CATALOG
 
     def fmt(seconds: float) -> str:
         for limit, unit in ((86_400.0, "d"), (3_600.0, "h"), (60.0, "min")):

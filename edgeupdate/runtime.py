@@ -22,13 +22,12 @@ from edgeupdate.models.zoo import model_for_state
 from edgeupdate.models.cost import ForwardProfile, forward_profile
 from edgeupdate.seeding import derive_seed
 from edgeupdate.training import TensorData
-from edgeupdate.updates import HmacKey, state_hash
+from edgeupdate.updates import HmacKey, StateDict, state_hash
 from edgeupdate.updates.cost import state_bytes
 
 if TYPE_CHECKING:
-    from edgeupdate.simulation.clock import SimulatedFleet
+    from edgeupdate.fleet.simulated import SimulatedFleet
 
-StateDict = dict[str, torch.Tensor]
 DENSE_APPLY_FACTOR = 3  # a dense update needs the old model, the package and a staged copy
 
 
@@ -72,7 +71,7 @@ class ExperimentRuntime:
     @functools.cached_property
     def fleet(self) -> "SimulatedFleet":
         """The simulated devices (profiles, faults, deadline) — the same in every process."""
-        from edgeupdate.simulation.clock import simulated_fleet
+        from edgeupdate.fleet.simulated import simulated_fleet
 
         return simulated_fleet(self.cfg)
 

@@ -1,8 +1,8 @@
 """What a simulated edge device can do: its link, memory, compute, availability and energy.
 
 A :class:`DeviceProfile` is pure data (frozen, validated on construction); the time model that
-uses it lives in :mod:`edgeupdate.simulation.network` and the per-round decisions in
-:mod:`edgeupdate.simulation.fleet`. Units are in every field name: ``_bps`` is bit/s on the
+uses it lives in :mod:`edgeupdate.fleet.network` and the per-round decisions in
+:mod:`edgeupdate.fleet.rounds`. Units are in every field name: ``_bps`` is bit/s on the
 link, ``_bytes`` is bytes, ``_s`` is seconds of simulated time, ``_flop_per_s`` is FLOP/s.
 
 Availability says whether a device is reachable in a round. Every random draw derives from
@@ -195,7 +195,7 @@ class DeviceProfile:
     51 B at LoRaWAN DR0), ``frame_overhead_bytes`` (headers sent with every frame) and
     ``frame_gap_s`` (fixed per-frame cost such as a satellite session set-up). With
     ``lora_spreading_factor`` the frame airtime follows Semtech's LoRa time-on-air formula
-    instead of ``bits / bps`` (see :func:`edgeupdate.simulation.network.lora_time_on_air_s`).
+    instead of ``bits / bps`` (see :func:`edgeupdate.fleet.network.lora_time_on_air_s`).
 
     Memory: ``memory_bytes`` is what is available for the deployed model *and* the apply step
     (old weights + package + working buffers). Compute: exactly one of ``compute_flop_per_s``

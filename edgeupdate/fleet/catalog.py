@@ -1,6 +1,6 @@
 """A catalog of device tiers built from published figures (table and sources: ``docs/devices.md``).
 
-Each :class:`CatalogEntry` carries its :class:`~edgeupdate.clients.profiles.DeviceProfile`, the
+Each :class:`CatalogEntry` carries its :class:`~edgeupdate.fleet.profiles.DeviceProfile`, the
 source of every figure, and which values are assumptions. Values are per device; where a
 standard gives a peak and deployments see less, the entry says which one it uses.
 
@@ -42,7 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from edgeupdate.clients.profiles import ALWAYS_ON, BernoulliAvailability, DeviceProfile
+from edgeupdate.fleet.profiles import ALWAYS_ON, BernoulliAvailability, DeviceProfile
 
 KIB = 1024
 MIB = 1024 * KIB

@@ -1,0 +1,110 @@
+"""The server-retrain family's base: devices upload samples, the server retrains on Dʳ and pushes.
+
+:class:`ServerRetrainStrategy` keeps the data pool Dʳ = Dʳ⁻¹ ∪ δDʳ and, with ``fleet.students``,
+one student model per memory budget (Zhao et al.); a concrete strategy implements
+:meth:`ServerRetrainStrategy.retrain` (and usually ``release_package``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgeupdate import protocol as P
+from edgeupdate.datasets import NORMALIZATION
+from edgeupdate.datasets.codec import decode_samples
+from edgeupdate.runtime import DENSE_APPLY_FACTOR
+from edgeupdate.seeding import derive_seed
+from edgeupdate.strategies.base import EdgeStrategy
+from edgeupdate.strategies.versions import DeviceView, ModelVersion
+from edgeupdate.training import TensorData
+from edgeupdate.updates import StateDict, state_hash
+
+#: Bytes a student's budget keeps free for a package's header, checksum and signature.
+PACKAGE_HEADER_ALLOWANCE = 4096
+
+
+class ServerRetrainStrategy(EdgeStrategy):
+    """The server retrains on Dʳ = Dʳ⁻¹ ∪ δDʳ and pushes packages; devices only run inference.
+
+    Subclasses implement :meth:`retrain` (and usually :meth:`release_package`). With
+    ``fleet.students`` the server also keeps one student per memory budget (:meth:`update_students`).
+    """
+
+    trains_students = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.parts: list[TensorData] = []  # what made Dʳ, in arrival order
+        self.pool = TensorData(torch.zeros(0), torch.zeros(0, dtype=torch.long))  # Dʳ
+        self.validation = self.runtime.validation()
+
+    def train_task(self, round_: int, view: DeviceView) -> dict[str, Any] | None:
+        if round_ > 1 and self.cfg.stream.source == "devices":
+            return {"task": P.TASK_COLLECT}
+        return None  # D¹ is server-side; a server-side source needs nothing from the devices
+
+    def next_model(self, round_: int, reports: list[P.DeviceReport]) -> StateDict | None:
+        self.pool = self.grow_pool(round_, reports)
+        self.log.extra["server_samples"] = float(len(self.pool))
+        self.log.server_flops = self.retrain_flops(len(self.pool))
+        return self.retrain(round_, self.latest, self.pool)
+
+    def grow_pool(self, round_: int, reports: list[P.DeviceReport]) -> TensorData:
+        """Dʳ: the samples that arrived this round (server-side or uploaded) added to Dʳ⁻¹."""
+        layout = self.runtime.layout
+        if round_ == 1 or self.cfg.stream.source == "server":
+            idx = [layout.arrivals(d, round_) for d in range(layout.num_devices)]
+            self.parts.append(self.runtime.train_subset(np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64)))
+        else:
+            norm = NORMALIZATION[self.runtime.dataset.name]
+            for r in reports:
+                if r.payload:
+                    self.parts.append(decode_samples(r.payload, norm))
+        return TensorData(torch.cat([d.x for d in self.parts if len(d)]), torch.cat([d.y for d in self.parts if len(d)]))
+
+    def on_release(self, round_: int) -> None:
+        self.update_students(round_, self.pool)
+
+    def update_students(self, round_: int, data: TensorData) -> None:
+        """Cut each memory budget's student from the first released model (§3 of Zhao et al.), then
+        train it on ``data`` (= Dʳ) by layer-wise knowledge transfer from every new release (§4.1)."""
+        if not self.store.students:
+            return
+        from edgeupdate.algorithms.knowledge_transfer import TransferConfig, transfer_knowledge
+        from edgeupdate.algorithms.students import StudentError, fit_student
+        from edgeupdate.configs import ConfigError
+        from edgeupdate.models.cost import forward_profile
+
+        opts, model, ds = self.cfg.fleet.students, self.cfg.model, self.runtime.dataset
+        teacher = self.latest.weights
+        for name, line in sorted(self.store.students.items(), key=lambda kv: kv[1].memory_bytes):
+            start = line.latest.weights
+            if line.spec is None:
+                try:
+                    line.spec, start = fit_student(
+                        model.name, ds.input_shape, ds.num_classes, teacher, data, line.memory_bytes,
+                        apply_overhead_bytes=lambda b: (DENSE_APPLY_FACTOR - 1) * b + PACKAGE_HEADER_ALLOWANCE,
+                        images=opts.images,
+                        seed=derive_seed(self.cfg.seed, "student", line.memory_bytes), min_threshold=opts.min_threshold)
+                except StudentError as err:
+                    raise ConfigError("fleet.students", f"{name}: {err}") from None
+            weights, _ = transfer_knowledge(teacher, start, line.spec, data, self.cfg.training,
+                                            derive_seed(self.cfg.seed, "student", line.memory_bytes, round_),
+                                            cfg=TransferConfig(trainable=opts.trainable),
+                                            validation=self.validation if len(self.validation) else None)
+            self.store.set_student(round_, name, ModelVersion(round_, weights, state_hash(weights)))
+            student_flops = forward_profile(line.spec.build(), ds.input_shape).flops
+            samples = len(data)
+            self.log.server_flops += ((3 * student_flops + self.runtime.forward.flops) * samples
+                                      * self.cfg.training.epochs_for(samples))
+
+    def retrain_flops(self, samples: int) -> float:
+        """FLOPs of one retraining on ``samples`` (forward + backward ≈ 3 forward passes per epoch)."""
+        return 3.0 * self.runtime.forward.flops * samples * self.cfg.training.epochs_for(samples)
+
+    def retrain(self, round_: int, deployed: ModelVersion, data: TensorData) -> StateDict | None:
+        """Train on ``data`` (= Dʳ) starting from whatever the method wants; return the target."""
+        raise NotImplementedError
