@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 
+#: Bits per value S_w at each package precision (``package.precision``).
+VALUE_BITS = {"fp32": 32, "fp16": 16, "int8": 8, "int8-channel": 8}
+
 
 def shannon_index_bits(k: float) -> float:
     """``S_x(k)``: bits per weight to encode a Bernoulli(k) mask at the entropy bound (0 at k = 1)."""

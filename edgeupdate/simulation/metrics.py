@@ -31,7 +31,9 @@ apply_host_s       wall seconds the device process spent applying (timing; not d
 server_time_s      wall seconds the server spent producing the round's model (timing)
 =================  ===========================================================================
 
-Strategies may add columns (e.g. ``server_samples``); sums and means are derived, never stored.
+Strategies may add columns (e.g. ``server_samples``; the DPU family's ``analytic_release_bytes``,
+the thesis's S_w·k·I + S_x(k)·I estimate of the release package plus its dense tensors, next to
+the measured ``bytes_down``); sums and means are derived, never stored.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edgeupdate.algorithms.partial import PartialUpdateConfig, partial_update, should_reinitialize
-from edgeupdate.algorithms.partial_cost import analytic_bytes
+from edgeupdate.algorithms.partial_cost import VALUE_BITS, analytic_bytes
 from edgeupdate.seeding import derive_seed
 from edgeupdate.strategies.registry import register
 from edgeupdate.strategies.server_retrain import ServerRetrainStrategy
@@ -107,6 +107,10 @@ class PartialUpdating(ServerRetrainStrategy):
     def release_package(self, round_: int, base: ModelVersion, target: StateDict) -> UpdatePackage:
         pkg = self.cfg.package
         dense = self._last_result.info.dense_names if self._last_result is not None else ()
+        if self._last_result is not None:  # the thesis's estimate, next to the measured bytes_down
+            info, bits = self._last_result.info, VALUE_BITS[pkg.precision]
+            self.log.extra["analytic_release_bytes"] = (analytic_bytes(self.params.k, info.maskable_count, bits)
+                                                        + bits / 8 * info.dense_count)
         if self._reinit_seed is not None:
             ds = self.runtime.dataset
             m = self.cfg.model
@@ -122,11 +126,6 @@ class PartialUpdating(ServerRetrainStrategy):
                               base_version=base.number, precision=pkg.precision, coding=pkg.coding,
                               dense_names=dense)
 
-    def analytic_bytes_down(self, package: UpdatePackage) -> float | None:
-        if self._last_result is None:
-            return None
-        info = self._last_result.info
-        return analytic_bytes(self.params.k, info.maskable_count) + 4 * info.dense_count
 
 
 @register

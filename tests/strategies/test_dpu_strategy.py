@@ -16,6 +16,7 @@ import torch
 from edgeupdate.runtime import build_runtime
 from edgeupdate.seeding import derive_seed
 from edgeupdate.simulation.metrics import MetricsCollector
+from edgeupdate.algorithms.partial_cost import analytic_bytes
 from edgeupdate.strategies.versions import ModelVersion
 from edgeupdate.strategies.resolve import strategy_class, validate_strategy
 from edgeupdate.training import TensorData
@@ -108,6 +109,18 @@ def test_partial_package_changes_exactly_k_weights_plus_dense_biases(tiny_config
         dense = [t for t in package.header.tensors if t.kind == "dense"]
         assert sum(t.count for t in sparse) == info.changed_count == int(0.05 * info.maskable_count)
         assert {t.name for t in dense} == set(info.dense_names) == {n for n in target if n.endswith("bias")}
+
+
+@pytest.mark.parametrize("precision, bits", [("fp32", 32), ("int8", 8)])
+def test_the_thesis_estimate_is_recorded_next_to_the_measured_release(tiny_config, precision, bits):
+    strategy = _strategy(tiny_config, "dpu", "{k=0.05}", f"package.precision='{precision}'")
+
+    for _, package, _, _, _ in _run_rounds(strategy, 2):
+        info = strategy._last_result.info
+        estimate = strategy.log.extra["analytic_release_bytes"]
+        assert estimate == pytest.approx(analytic_bytes(0.05, info.maskable_count, bits) + bits / 8 * info.dense_count)
+        # the estimate leaves out the header (and int8 scales) and codes positions at the entropy bound
+        assert estimate < len(package.encode())
 
 
 def test_int8_values_still_reproduce_the_servers_deployed_model(tiny_config):
