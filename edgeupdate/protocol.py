@@ -1,20 +1,20 @@
-"""What the server and the devices say to each other, as Flower records.
+"""What the server and the devices say to each other (the vocabulary; no Flower here).
 
-Every model transfer is an encoded :class:`~edgeupdate.updates.UpdatePackage` carried as ``bytes``
-in a ``ConfigRecord``; uploaded samples are bytes too. ``bytes_down`` / ``bytes_up`` are ``len()`` of
-those payloads — Flower's simulation never serialises messages, so these are the bytes a real link
-would carry for the payload.
+Every model transfer is an encoded :class:`~edgeupdate.updates.UpdatePackage` carried as ``bytes``;
+uploaded samples are bytes too. ``bytes_down`` / ``bytes_up`` are ``len()`` of those payloads, per
+device — Flower's simulation never serialises messages, so these are the bytes a real link would
+carry for the payload. One Flower node serves a group of devices; how a node's message packs the
+tasks of all its devices is :mod:`edgeupdate.messages`.
 
-TRAIN message  (server → device, ``ConfigRecord`` under ``"task"``)
-    round, task ∈ {"collect", "fit", "status"}, [package: bytes], [fit hyper-parameters]
-TRAIN reply    (``"reply"`` ConfigRecord + ``"metrics"`` MetricRecord)
-    device_id, model_version, model_hash, payload (samples or update package), status;
+TRAIN task (per device): round, task ∈ {"collect", "fit", "status"}, [package: bytes],
+    [fit hyper-parameters, shared by the devices of the phase]
+TRAIN reply: device_id, model_version, model_hash, payload (samples or update package), status;
     metrics num-examples, compute_flops and compute_peak_memory_bytes (on-device work, for the
     simulated clock), train_loss, loss_before
-EVALUATE message (``"task"``): round, package (the bytes as they arrived: b"" = nothing new),
-    target_version, link (``ok`` | ``offline`` | ``cut``: the deadline closed the link part-way),
+EVALUATE task: round, package (the bytes as they arrived: b"" = nothing new), target_version,
+    link (``ok`` | ``offline`` | ``cut``: the deadline closed the link part-way),
     required_memory_bytes (announced apply cost when the package was withheld), crash_point
-    (fault injection: crash at this fraction of the apply step; < 0 = no crash)
+    (fault injection: crash at this fraction of the apply step; < 0 = no crash), upload_acked
 EVALUATE reply: device_id, model_version, model_hash, status, reason; metrics accuracy, loss,
     num-examples, bytes_down_received, apply_host_s
 """

@@ -8,13 +8,14 @@ once.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from edgeupdate.configs import ExperimentConfig, config_from_dict, dump_config
+from edgeupdate.configs import ConfigError, ExperimentConfig, config_from_dict, dump_config
 from edgeupdate.datasets import DATASET_SHAPES, Dataset, load_dataset
 from edgeupdate.datasets.stream import DataLayout, make_layout
 from edgeupdate.models import build_model
@@ -60,7 +61,30 @@ class ExperimentRuntime:
         return state_hash(self.initial_state)
 
     def device_test(self, device_id: int) -> TensorData:
-        return self.dataset.test.subset(torch.as_tensor(self.layout.device_test[device_id]))
+        """The device's local test images (:meth:`~edgeupdate.datasets.stream.DataLayout.test_indices`)."""
+        return self.dataset.test.subset(torch.as_tensor(self.layout.test_indices(device_id)))
+
+    @functools.cached_property
+    def test_pool(self) -> TensorData:
+        """Every image any device tests on (the test set less the server's validation part)."""
+        return self.dataset.test.subset(torch.as_tensor(self.layout.test_pool))
+
+    @functools.cached_property
+    def devices_per_node(self) -> int:
+        """How many devices one Flower node (a gateway) serves (:func:`devices_per_node`)."""
+        return devices_per_node(self.cfg.num_devices, self.cfg.simulation.devices_per_node)
+
+    @property
+    def num_nodes(self) -> int:
+        return math.ceil(self.cfg.num_devices / self.devices_per_node)
+
+    def node_devices(self, partition_id: int) -> range:
+        """The device ids the node with ``partition-id`` serves."""
+        if not 0 <= partition_id < self.num_nodes:
+            raise ValueError(f"partition-id {partition_id} is out of range: this run has {self.num_nodes} nodes "
+                             f"(0..{self.num_nodes - 1}) of {self.devices_per_node} devices")
+        per = self.devices_per_node
+        return range(partition_id * per, min((partition_id + 1) * per, self.cfg.num_devices))
 
     def validation(self) -> TensorData:
         return self.dataset.test.subset(torch.as_tensor(self.layout.validation))
@@ -111,15 +135,27 @@ class ExperimentRuntime:
         return None
 
 
+def devices_per_node(num_devices: int, configured: int = 0) -> int:
+    """Devices per Flower node: ``configured`` when > 0, else about √N nodes (at least 4, at most
+    one per device), so a small run still spreads over several nodes and 10,000 devices use 100."""
+    if configured > 0:
+        return min(configured, num_devices)
+    nodes = min(num_devices, max(4, math.ceil(math.sqrt(num_devices))))
+    return math.ceil(num_devices / nodes)
+
+
 def build_runtime(cfg: ExperimentConfig, data_dir: str | None = None) -> ExperimentRuntime:
     dataset = load_dataset(cfg.dataset.name, data_dir or cfg.dataset.data_dir or None,
                            download=cfg.dataset.download)
-    layout = make_layout(
-        dataset.train.y.numpy(), len(dataset.test), num_devices=cfg.num_devices, rounds=cfg.rounds,
-        initial_samples=cfg.stream.initial_samples, samples_per_round=cfg.stream.samples_per_round,
-        partition=cfg.partition.method, seed=cfg.seed, alpha=cfg.partition.alpha,
-        shards_per_part=cfg.partition.shards_per_part,
-        validation_fraction=cfg.dataset.validation_fraction)
+    try:
+        layout = make_layout(
+            dataset.train.y.numpy(), len(dataset.test), num_devices=cfg.num_devices, rounds=cfg.rounds,
+            initial_samples=cfg.stream.initial_samples, samples_per_round=cfg.stream.samples_per_round,
+            partition=cfg.partition.method, seed=cfg.seed, alpha=cfg.partition.alpha,
+            shards_per_part=cfg.partition.shards_per_part,
+            validation_fraction=cfg.dataset.validation_fraction, test_samples=cfg.dataset.device_test_samples)
+    except ValueError as err:
+        raise ConfigError("", str(err)) from None
     return ExperimentRuntime(cfg, dataset, layout)
 
 

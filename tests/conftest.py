@@ -46,3 +46,13 @@ def _simulations_only_in_sim_tests(request, monkeypatch):
         raise AssertionError(f"{request.node.nodeid} starts a Flower simulation (Ray): mark it @pytest.mark.sim")
 
     monkeypatch.setattr(flwr.simulation, "run_simulation", refuse)
+
+
+@pytest.fixture
+def server_task_identity(monkeypatch):
+    """Flower stamps every new Message with the running task's identity; outside a ServerApp (a test
+    that builds the server's messages itself) the test plays the server task."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    for attr, value in (("_run_id", 1), ("_node_id", 0), ("_task_id", 1)):
+        monkeypatch.setattr(TaskIdentity, attr, value)

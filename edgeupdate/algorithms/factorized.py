@@ -29,15 +29,14 @@ import copy
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from edgeupdate.models.zoo import count_parameters
 from edgeupdate.seeding import derive_seed, torch_generator
-from edgeupdate.training import TensorData, TrainConfig, TrainReport, train
+from edgeupdate.training import TensorData, TrainConfig, train
 from edgeupdate.updates import (
     LayerFactors,
     StateDict,

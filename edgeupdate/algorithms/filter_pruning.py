@@ -19,7 +19,6 @@ smaller model computes, and the device receives the kept entries of each pruned 
 from __future__ import annotations
 
 import copy
-import operator
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass

@@ -33,7 +33,6 @@ import torch
 from torch import nn
 
 from edgeupdate.algorithms.partial_masks import (
-    NamedTensors,
     combined_contribution,
     global_contribution,
     mask_count,

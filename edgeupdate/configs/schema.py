@@ -34,6 +34,7 @@ class DatasetConfig:
     data_dir: str = ""  # empty: --data-dir, then $EDGEUPDATE_DATA, then the user cache dir
     download: bool = False
     validation_fraction: float = bounded(0.3, min=0.0, max=0.9)  # of the test set, kept by the server for model selection
+    device_test_samples: int = bounded(0, min=0)  # 0: each device tests on a disjoint share; N: N images drawn from the pool
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class SimulationConfig:
     num_cpus: int = bounded(0, min=0)  # Ray's CPU pool; 0 = all cores
     round_timeout_s: float = bounded(3600.0, gt=0.0)
     torch_threads: int = bounded(1, min=1)  # per simulated device process
+    devices_per_node: int = bounded(0, min=0)  # devices one Flower node (a gateway) serves; 0 = automatic
 
 
 @dataclass(frozen=True)

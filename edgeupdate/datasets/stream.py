@@ -11,13 +11,15 @@ remainder, deterministic). So at round r the union of what devices collected is 
 * federated strategies let each device train on its own collected prefix.
 
 Both families therefore see the same samples. The test set is split into a server-side validation
-part (model selection) and one local test split per device. Every device process and the server
-rebuild the same layout from the config alone.
+part (model selection) and the devices' pool. Each device tests on a disjoint share of the pool
+(``test_samples = 0``) or, for fleets larger than the test set, on ``test_samples`` images drawn from
+the pool, seeded by (seed, device) (:meth:`DataLayout.test_indices`). Every device process and the
+server rebuild the same layout from the config alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,9 +32,19 @@ class DataLayout:
     """Which indices of the train/test sets each party holds, round by round."""
 
     device_train: tuple[np.ndarray, ...]  # per device: partition indices in collection order
-    device_test: tuple[np.ndarray, ...]  # per device: indices into the test set
+    device_test: tuple[np.ndarray, ...]  # per device: its disjoint share of the pool (test_samples = 0)
     validation: np.ndarray  # server-side validation indices into the test set
     collected: np.ndarray  # collected[r, d] = samples device d holds after round r (row 0 = nothing)
+    test_pool: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # the devices' test indices, sorted
+    test_samples: int = 0  # > 0: each device draws this many images from the pool
+    seed: int = 0
+
+    def test_indices(self, device: int) -> np.ndarray:
+        """Indices into the test set that device ``device`` evaluates on (sorted)."""
+        if self.test_samples <= 0:
+            return self.device_test[device]
+        draw = numpy_rng(self.seed, "device-test", device).choice(len(self.test_pool), self.test_samples, replace=False)
+        return self.test_pool[np.sort(draw)]
 
     @property
     def num_devices(self) -> int:
@@ -81,8 +93,8 @@ def _allocate(total: int, room: np.ndarray) -> np.ndarray:
 def make_layout(train_labels: np.ndarray, test_size: int, *, num_devices: int, rounds: int,
                 initial_samples: int, samples_per_round: int, partition: str, seed: int,
                 alpha: float = 0.5, shards_per_part: int = 2,
-                validation_fraction: float = 0.3) -> DataLayout:
-    """Build the deterministic data layout for an experiment."""
+                validation_fraction: float = 0.3, test_samples: int = 0) -> DataLayout:
+    """Build the deterministic data layout for an experiment (``test_samples``: see :class:`DataLayout`)."""
     if num_devices > len(train_labels):
         raise ValueError(f"num_devices ({num_devices}) exceeds the training set ({len(train_labels)} samples)")
     parts = partition_indices(np.asarray(train_labels), num_devices, partition, seed,
@@ -96,7 +108,14 @@ def make_layout(train_labels: np.ndarray, test_size: int, *, num_devices: int, r
     test_order = numpy_rng(seed, "test-split").permutation(test_size)
     n_val = int(round(validation_fraction * test_size))
     validation = np.sort(test_order[:n_val])
+    pool = np.sort(test_order[n_val:])
+    if test_samples > 0:
+        if test_samples > len(pool):
+            raise ValueError(f"dataset.device_test_samples = {test_samples} exceeds the devices' test pool "
+                             f"({len(pool)} images)")
+        return DataLayout(device_train, (), validation, collected, pool, test_samples, seed)
     device_test = tuple(np.sort(chunk) for chunk in np.array_split(test_order[n_val:], num_devices))
     if any(len(t) == 0 for t in device_test):
-        raise ValueError(f"test set of {test_size} samples leaves some of {num_devices} devices without a test split")
-    return DataLayout(device_train, device_test, validation, collected)
+        raise ValueError(f"test set of {test_size} samples leaves some of {num_devices} devices without a test "
+                         f"split; set dataset.device_test_samples to draw each device's test images from the pool")
+    return DataLayout(device_train, device_test, validation, collected, pool, 0, seed)

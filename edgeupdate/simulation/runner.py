@@ -13,6 +13,7 @@ import logging
 import os
 import platform
 import random
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -22,13 +23,13 @@ from typing import Any
 import flwr
 import pandas as pd
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.app import ArrayRecord, Context, MessageType
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 from edgeupdate import __version__
-from edgeupdate import protocol as P
-from edgeupdate.clients.device import make_client_app
+from edgeupdate.clients.gateway import make_client_app
+from edgeupdate.messages import read_replies, task_message
 from edgeupdate.runtime import ExperimentRuntime, experiment_runtime
 from edgeupdate.configs import ExperimentConfig, dump_config
 from edgeupdate.seeding import derive_seed
@@ -37,30 +38,50 @@ from edgeupdate.simulation.plots import plot_run
 from edgeupdate.strategies.resolve import StrategyChoice, resolve_strategy
 
 
+STORE_DIR = "store"  # under the run directory: the shared model store while the run lasts
+NODES_SETTLED_S = 15.0  # fewer nodes than needed and none joined for this long: the run cannot start
+
+
 class SimulationError(RuntimeError):
     """The simulation could not run to the end (a device failed, nodes never registered, ...)."""
 
 
-def discover_devices(grid: Grid, num_devices: int, timeout_s: float = 120.0) -> dict[int, int]:
-    """Wait until all virtual devices registered, then ask each for its device id.
+def discover_devices(grid: Grid, runtime: ExperimentRuntime, timeout_s: float = 120.0) -> dict[int, int]:
+    """Wait until every node registered, then ask each which devices it serves: device id → node id.
 
-    The first reply includes building the device's runtime (loading the dataset, the model), as
-    heavy as a round on a busy machine, so callers pass the round timeout.
+    The first reply includes building the node's runtime (loading the dataset, the model), as
+    heavy as a round on a busy machine, so callers pass the round timeout. Too many or too few
+    nodes, or two nodes claiming one device, fail at once with the counts.
     """
+    expected = runtime.num_nodes
     deadline = time.monotonic() + timeout_s
-    while len(nodes := sorted(grid.get_node_ids())) < num_devices:
-        if time.monotonic() > deadline:
-            raise SimulationError(f"only {len(nodes)} of {num_devices} devices registered within {timeout_s:.0f} s")
+    seen, since = -1, time.monotonic()
+    while len(nodes := sorted(grid.get_node_ids())) < expected:
+        if len(nodes) != seen:
+            seen, since = len(nodes), time.monotonic()
+        if time.monotonic() > deadline or (nodes and time.monotonic() - since > NODES_SETTLED_S):
+            raise SimulationError(f"{len(nodes)} nodes registered, but {runtime.cfg.num_devices} devices at "
+                                  f"{runtime.devices_per_node} per node need {expected} "
+                                  f"(simulation.devices_per_node sets the group size)")
         time.sleep(0.2)
-    hello = [Message(RecordDict({P.TASK: ConfigRecord({"round": 0, "task": P.TASK_STATUS})}),
-                     dst_node_id=n, message_type=MessageType.TRAIN) for n in nodes]
-    devices = {}
+    if len(nodes) > expected:
+        raise SimulationError(f"{len(nodes)} nodes registered, but {runtime.cfg.num_devices} devices at "
+                              f"{runtime.devices_per_node} per node need {expected}")
+    devices: dict[int, int] = {}
+    hello = [task_message(n, MessageType.TRAIN, 0, {}) for n in nodes]
     for reply in grid.send_and_receive(hello, timeout=timeout_s):
+        node = reply.metadata.src_node_id
         if reply.has_error():
-            raise SimulationError(f"device on node {reply.metadata.src_node_id} failed: {reply.error.reason}")
-        devices[reply.metadata.src_node_id] = int(reply.content[P.REPLY]["device_id"])
-    if len(devices) != num_devices:
-        raise SimulationError(f"{len(devices)} of {num_devices} devices answered")
+            raise SimulationError(f"node {node} failed: {reply.error.reason}")
+        for report in read_replies(reply):
+            if report.device_id in devices:
+                raise SimulationError(f"device {report.device_id} is served by two nodes ({devices[report.device_id]} "
+                                      f"and {node}): give every node its own partition-id")
+            devices[report.device_id] = node
+    missing = sorted(set(range(runtime.cfg.num_devices)) - set(devices))
+    if missing:
+        raise SimulationError(f"{len(devices)} of {runtime.cfg.num_devices} devices answered (missing e.g. "
+                              f"device {missing[0]}; partition-ids must be 0..{expected - 1})")
     return devices
 
 
@@ -72,17 +93,23 @@ def run_server(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, o
     random.seed(derive_seed(cfg.seed, "flower-sampling"))
     torch.manual_seed(derive_seed(cfg.seed, "server"))
     t0 = time.perf_counter()
-    devices = discover_devices(grid, cfg.num_devices, timeout_s=cfg.simulation.round_timeout_s)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.toml").write_text(dump_config(cfg))
+    devices = discover_devices(grid, runtime, timeout_s=cfg.simulation.round_timeout_s)
     collector = MetricsCollector(on_round=on_round)
     strategy = choice.cls(runtime, choice.params, collector, devices)
+    store = out_dir / STORE_DIR
+    strategy.store_dir = str(store.resolve())
     strategy.start(grid, ArrayRecord(runtime.initial_state), num_rounds=cfg.rounds,
                    timeout=cfg.simulation.round_timeout_s)
     wall_s = time.perf_counter() - t0
+    shutil.rmtree(store, ignore_errors=True)  # the weights the devices held; versions.csv names them
     df = collector.write(out_dir)
     pd.DataFrame(strategy.version_log).to_csv(out_dir / "versions.csv", index=False)
     summary = {
         "name": cfg.name, "strategy": cfg.strategy.name, "seed": cfg.seed, "rounds": cfg.rounds,
-        "num_devices": cfg.num_devices, "wall_time_s": round(wall_s, 3),
+        "num_devices": cfg.num_devices, "nodes": runtime.num_nodes, "devices_per_node": runtime.devices_per_node,
+        "wall_time_s": round(wall_s, 3),
         "final_mean_accuracy": float(df[df["round"] == cfg.rounds]["accuracy"].mean()),
         "mean_accuracy": float(df.groupby("round")["accuracy"].mean().mean()),
         "total_bytes_down": int(df["bytes_down"].sum()), "total_bytes_up": int(df["bytes_up"].sum()),
@@ -147,8 +174,6 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, choice: StrategyChoi
     from flwr.simulation import run_simulation
 
     choice = choice or resolve_strategy(cfg)  # parameters against the whole config, once, before any output
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.toml").write_text(dump_config(cfg))
     runtime = experiment_runtime(cfg, data_dir)  # fail fast on data and fleet problems, before Ray starts
     runtime.fleet  # noqa: B018 (builds and validates the fleet)
     client_app: ClientApp = make_client_app(lambda _ctx: experiment_runtime(cfg, data_dir))
@@ -156,7 +181,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, choice: StrategyChoi
     if not verbose:
         logging.getLogger("flwr").setLevel(logging.WARNING)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    run_simulation(server_app=server_app, client_app=client_app, num_supernodes=cfg.num_devices,
+    run_simulation(server_app=server_app, client_app=client_app, num_supernodes=runtime.num_nodes,
                    backend_config=backend_config(cfg), verbose_logging=verbose)
     summary_path = out_dir / "summary.json"
     if not summary_path.exists():

@@ -27,13 +27,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from edgeupdate import protocol as P
 from edgeupdate.configs import ConfigError, ExperimentConfig
 from edgeupdate.fleet.rounds import Workload
+from edgeupdate.messages import PUSH, read_replies, task_message
 from edgeupdate.runtime import ExperimentRuntime
 from edgeupdate.simulation.metrics import MetricsCollector
 from edgeupdate.strategies.push import Encoded, Push, PushPlan, top_changes_package
@@ -72,16 +73,17 @@ class EdgeStrategy(Strategy):
 
     def __init__(self, runtime: ExperimentRuntime, params: Any, collector: MetricsCollector,
                  devices: dict[int, int]) -> None:
-        """``params`` are built and checked (:func:`~edgeupdate.strategies.registry.resolve_strategy`);
-        ``devices`` maps Flower node id → device id (learnt before round 1)."""
+        """``params`` are built and checked (:func:`~edgeupdate.strategies.resolve.resolve_strategy`);
+        ``devices`` maps device id → the Flower node that serves it (learnt before round 1)."""
         self.runtime = runtime
         self.cfg = runtime.cfg
         self.fleet = runtime.fleet
         self.params = params
         self.collector = collector
         self.store = VersionStore(ModelVersion(0, runtime.initial_state, runtime.initial_hash, kind="initial"))
-        for node, dev in devices.items():
-            self.store.add_device(node, dev, runtime.student_memory(dev))
+        for dev, node in sorted(devices.items()):
+            self.store.add_device(dev, node, runtime.student_memory(dev))
+        self.store_dir = ""  # the run's shared model store, where the nodes keep weights (set by the runner)
         self.key = runtime.signing_key()
         self.log = RoundLog()
         self.clock_s = 0.0  # simulated time at which the next round starts
@@ -100,7 +102,7 @@ class EdgeStrategy(Strategy):
 
     @property
     def views(self) -> dict[int, DeviceView]:
-        """What the server knows of each device, by Flower node id."""
+        """What the server knows of each device, by device id."""
         return self.store.views
 
     @property
@@ -159,7 +161,7 @@ class EdgeStrategy(Strategy):
                         grid: Grid) -> Iterable[Message]:
         self.log = RoundLog(start_s=self.clock_s)
         self.push = self._push_plan(server_round, self.log.start_s)
-        messages = []
+        tasks: dict[int, dict[int, dict[str, Any]]] = {}  # node -> device -> task
         for view in self.store.in_order():
             task = self.train_task(server_round, view)
             if task is None:
@@ -167,12 +169,10 @@ class EdgeStrategy(Strategy):
             if not self.fleet.reachable(server_round, view.device_id, self.log.start_s):
                 self.log.train_status[view.device_id] = P.DeviceStatus.OFFLINE
                 continue
-            content = ConfigRecord({"round": server_round, **task})
             if task.get("package"):
                 self.log.add_bytes_down(view.device_id, len(task["package"]))
-            messages.append(Message(RecordDict({P.TASK: content}), dst_node_id=view.node_id,
-                                    message_type=MessageType.TRAIN))
-        return messages
+            tasks.setdefault(view.node_id, {})[view.device_id] = task
+        return self._messages(MessageType.TRAIN, server_round, tasks)
 
     def aggregate_train(self, server_round: int,
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
@@ -210,11 +210,10 @@ class EdgeStrategy(Strategy):
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
-        messages = []
+        tasks: dict[int, dict[int, dict[str, Any]]] = {}  # node -> device -> task
         for view in self.store.in_order():
             target = self.target_of(view)
-            task: dict[str, Any] = {"round": server_round, "target_version": target.number,
-                                    "package": b"", "link": P.LINK_OK,
+            task: dict[str, Any] = {"task": PUSH, "target_version": target.number, "link": P.LINK_OK,
                                     "upload_acked": self.log.train_status.get(view.device_id) == P.DeviceStatus.UPLOADED}
             if view.hash != target.hash:
                 push, fields = self.push.for_device(view)
@@ -222,10 +221,10 @@ class EdgeStrategy(Strategy):
                 task.update(fields)
             else:
                 self.log.push[view.device_id] = Push(base_version=view.version)
-            self.log.add_bytes_down(view.device_id, len(task["package"]))
-            messages.append(Message(RecordDict({P.TASK: ConfigRecord(task)}), dst_node_id=view.node_id,
-                                    message_type=MessageType.EVALUATE))
-        return messages
+            arrived = task.get("payload_len", -1)
+            self.log.add_bytes_down(view.device_id, arrived if arrived >= 0 else len(task.get("package", b"")))
+            tasks.setdefault(view.node_id, {})[view.device_id] = task
+        return self._messages(MessageType.EVALUATE, server_round, tasks)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         reports = self._reports(replies)
@@ -234,7 +233,7 @@ class EdgeStrategy(Strategy):
         next_start_s = self.fleet.next_round_start_s(self.log.start_s, duration_s)
         for r in reports:
             self._check_report(server_round, r)
-            view = self.views[r.node_id]
+            view = self.views[r.device_id]
             self.collector.add_row(**metrics_row(server_round, self.name, r, view, self.target_of(view).hash,
                                                  self.log, self.fleet, next_start_s - self.log.start_s))
         self.clock_s = next_start_s
@@ -242,6 +241,11 @@ class EdgeStrategy(Strategy):
         return self.collector.round_summary(server_round)
 
     # -------------------------------------------------------------- helpers
+    def _messages(self, message_type: str, round_: int, tasks: dict[int, dict[int, dict[str, Any]]]) -> list[Message]:
+        """One message per node, carrying the tasks of all its devices (each distinct payload once)."""
+        return [task_message(node, message_type, round_, node_tasks, common={"store": self.store_dir})
+                for node, node_tasks in sorted(tasks.items())]
+
     def _push_plan(self, round_: int, start_s: float) -> PushPlan:
         """A plan for packages sent from ``start_s`` on (each distinct package encoded once)."""
         return PushPlan(round_, store=self.store, fleet=self.fleet, hooks=self, release=self.release, key=self.key,
@@ -264,16 +268,10 @@ class EdgeStrategy(Strategy):
     def _reports(self, replies: Iterable[Message]) -> list[P.DeviceReport]:
         reports = []
         for msg in replies:
-            node = msg.metadata.src_node_id
             if msg.has_error():
-                raise RuntimeError(f"device on node {node} failed: {msg.error.reason}")
-            rep = msg.content[P.REPLY]
-            metrics = dict(msg.content[P.METRICS])
-            report = P.DeviceReport(node, int(rep["device_id"]), int(rep["model_version"]),
-                                    str(rep["model_hash"]), P.DeviceStatus(str(rep["status"])), bytes(rep["payload"]),
-                                    metrics, str(rep.get("reason", "")))
-            view = self.views[node]
-            view.version, view.hash = report.model_version, report.model_hash
-            reports.append(report)
+                raise RuntimeError(f"node {msg.metadata.src_node_id} failed: {msg.error.reason}")
+            for report in read_replies(msg):
+                view = self.views[report.device_id]
+                view.version, view.hash = report.model_version, report.model_hash
+                reports.append(report)
         return sorted(reports, key=lambda r: r.device_id)
-

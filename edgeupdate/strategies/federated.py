@@ -40,8 +40,9 @@ REPLY_METRICS = ("num-examples", "train_loss", "loss_before")
 class SampledNodes:
     """The part of Flower's ``Grid`` an inner strategy's ``configure_train`` uses: the node ids.
 
-    It offers only this round's sampled nodes, so the inner strategy (built with
-    ``fraction_train=1.0``) configures exactly the devices the wrapper chose.
+    It offers this round's sampled devices (a device id stands in for a node: one node may serve
+    many devices), so the inner strategy (built with ``fraction_train=1.0``) configures exactly
+    the devices the wrapper chose.
     """
 
     def __init__(self, node_ids: Iterable[int]) -> None:
@@ -84,9 +85,8 @@ class FederatedStrategy(EdgeStrategy):
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
         chosen = self.sampled(server_round)
-        nodes = [v.node_id for v in self.views.values() if v.device_id in chosen]
         inner_messages = list(self.inner.configure_train(server_round, ArrayRecord(self.latest.weights),
-                                                         ConfigRecord(), SampledNodes(nodes)))
+                                                         ConfigRecord(), SampledNodes(chosen)))
         inner_config = dict(inner_messages[0].content.config_records.get("config", {})) if inner_messages else {}
         inner_config.pop("server-round", None)
         self.inner_config = inner_config
@@ -120,4 +120,4 @@ class FederatedStrategy(EdgeStrategy):
                                 "train_loss": float(report.metrics.get("train_loss", 0.0)),
                                 "loss_before": float(report.metrics.get("loss_before", 0.0))})
         content = RecordDict({"arrays": ArrayRecord(weights), "metrics": metrics})
-        return Message(content, dst_node_id=report.node_id, message_type=MessageType.TRAIN)
+        return Message(content, dst_node_id=report.device_id, message_type=MessageType.TRAIN)

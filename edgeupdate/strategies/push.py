@@ -154,7 +154,7 @@ class PushPlan:
             return {"package": b"", "required_memory_bytes": enc.cost.peak_memory_bytes}
         if outcome.status == P.DeviceStatus.DEADLINE:
             arrived = self.fleet.delivered_bytes(device_id, outcome, len(enc.payload))
-            return {"package": enc.payload[:arrived], "link": P.LINK_CUT}
+            return {"package": enc.payload, "payload_len": arrived, "link": P.LINK_CUT}
         if outcome.corrupt_transfer:
             faults = self.fleet.faults
             return {"package": faults.maybe_corrupt(enc.payload, self.fleet.seed, self.round, device_id, "down")}

@@ -54,10 +54,10 @@ class VersionStore:
         self.log: list[dict[str, Any]] = []
         self.latest = initial
         self.students: dict[str, StudentLine] = {}
-        self.views: dict[int, DeviceView] = {}
+        self.views: dict[int, DeviceView] = {}  # by device id
         self.record(0, initial, MAIN_LINE)
 
-    def add_device(self, node_id: int, device_id: int, student_memory: int | None) -> DeviceView:
+    def add_device(self, device_id: int, node_id: int, student_memory: int | None) -> DeviceView:
         """Register a device that holds its line's factory state (a student line starts empty)."""
         line = MAIN_LINE if student_memory is None else f"student-{student_memory}"
         if line != MAIN_LINE and line not in self.students:
@@ -66,7 +66,7 @@ class VersionStore:
             self.states[empty.hash] = empty
             self.record(0, empty, line)
         view = DeviceView(device_id, node_id, 0, self.target_of_line(line).hash, line)
-        self.views[node_id] = view
+        self.views[device_id] = view
         return view
 
     def record(self, round_: int, state: ModelVersion, line: str) -> None:
@@ -103,10 +103,10 @@ class VersionStore:
 
     def in_order(self) -> list[DeviceView]:
         """The device views by device id."""
-        return sorted(self.views.values(), key=lambda v: v.device_id)
+        return [self.views[d] for d in sorted(self.views)]
 
     def device_ids(self) -> list[int]:
-        return sorted(v.device_id for v in self.views.values())
+        return sorted(self.views)
 
     def forget_unheld(self) -> None:
         """Drop the states that no device holds and no line targets (keeps memory bounded)."""

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message
 
 from edgeupdate import protocol as P
 from edgeupdate.clients.fit import fit
 from edgeupdate.runtime import build_runtime
 from edgeupdate.clients.upload import UploadSpec, encode_sketched
 from edgeupdate.configs import ConfigError, load_config
+from edgeupdate.messages import DeviceReply, read_tasks, reply_message
 from edgeupdate.simulation.metrics import MetricsCollector
 from edgeupdate.strategies.federated import FederatedStrategy
 from edgeupdate.strategies.resolve import strategy_class, validate_strategy
@@ -122,13 +123,8 @@ class ServerMomentum:
 
 # ----------------------------------------------------------------------------- crafted rounds
 @pytest.fixture(autouse=True)
-def _server_task_identity(monkeypatch):
-    """Flower stamps every new Message with the running task's identity; outside a ServerApp
-    (the crafted rounds) the test plays the server task."""
-    from flwr.supercore.task_identity import TaskIdentity
-
-    for attr, value in (("_run_id", 1), ("_node_id", 0), ("_task_id", 1)):
-        monkeypatch.setattr(TaskIdentity, attr, value)
+def _server_task_identity(server_task_identity):
+    """The crafted rounds build the server's messages outside a ServerApp."""
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +138,7 @@ def runtime():
 
 def make_strategy(runtime, name: str, **params) -> FederatedStrategy:
     """The registered strategy ``name`` over the runtime's devices (node id = 100 + device id)."""
-    devices = {100 + d: d for d in range(runtime.cfg.num_devices)}
+    devices = {d: 100 + d for d in range(runtime.cfg.num_devices)}
     return strategy_class(name)(runtime, validate_strategy(name, params), MetricsCollector(), devices)
 
 
@@ -161,15 +157,15 @@ def play_round(strategy: FederatedStrategy, round_: int, uploads: Mapping[int, U
     messages = list(strategy.configure_train(round_, ArrayRecord(base.weights), ConfigRecord(), None))
     replies = []
     for msg in messages:
-        device = strategy.views[msg.metadata.dst_node_id].device_id
-        up = uploads[device]
-        zeros = {k: torch.zeros_like(v) for k, v in base.weights.items()}
-        payload = encode_sketched(UploadSpec(), base.weights, up.weights, base.number, zeros).package.encode()
-        reply = ConfigRecord({"device_id": device, "model_version": base.number, "model_hash": base.hash,
-                              "status": P.DeviceStatus.TRAINED, "payload": payload, "reason": ""})
-        metrics = MetricRecord({"num-examples": up.num_examples, "train_loss": up.loss_before / 2,
-                                "loss_before": up.loss_before})
-        replies.append(Message(RecordDict({P.REPLY: reply, P.METRICS: metrics}), reply_to=msg))
+        answers = []
+        for task in read_tasks(msg)[1]:
+            up = uploads[task.device_id]
+            zeros = {k: torch.zeros_like(v) for k, v in base.weights.items()}
+            payload = encode_sketched(UploadSpec(), base.weights, up.weights, base.number, zeros).package.encode()
+            answers.append(DeviceReply(task.device_id, base.number, base.hash, P.DeviceStatus.TRAINED, "", payload,
+                                       {"num-examples": up.num_examples, "train_loss": up.loss_before / 2,
+                                        "loss_before": up.loss_before}))
+        replies.append(reply_message(msg, answers))
     strategy.aggregate_train(round_, replies)
     assert strategy.latest.number == round_
     return messages
@@ -312,7 +308,7 @@ def test_qfedavg_weights_devices_by_their_loss(runtime):
     half = np.arange(u.size) < u.size // 2
     ups = {0: Upload(shifted(w0, np.where(half, u, 0.0), 1.0), loss_before=2.0),
            1: Upload(shifted(w0, np.where(half, 0.0, u), 1.0), loss_before=0.5)}
-    devices = {100: 0, 101: 1}
+    devices = {0: 100, 1: 101}
     s = strategy_class("qfedavg")(runtime, validate_strategy("qfedavg", {"q": q}), MetricsCollector(), devices)
     # Execute
     play_round(s, 1, ups)
@@ -342,7 +338,7 @@ def test_fedprox_mu_reaches_the_device_and_pulls_its_update_towards_the_global_m
     w0 = runtime.initial_state
     ups = {d: Upload(shifted(w0, u, 1.0), num_examples=10 + d) for d, u in enumerate(directions(runtime, 5, seed=6))}
     messages = play_round(s, 1, ups)
-    tasks = [dict(m.content[P.TASK]) for m in messages]
+    tasks = [t.fields for m in messages for t in read_tasks(m)[1]]
     assert len(tasks) == 5 and all(t["proximal-mu"] == mu and t["task"] == P.TASK_FIT for t in tasks)
     # the server side aggregates like FedAvg
     assert_equal_to(s.latest.weights, fedavg_rule([flat(x.weights) for x in ups.values()], [10, 11, 12, 13, 14]))
@@ -362,7 +358,7 @@ def test_fedprox_with_mu_zero_trains_like_fedavg(runtime):
     s = make_strategy(runtime, "fedprox", proximal_mu=0.0)
     w0 = runtime.initial_state
     messages = play_round(s, 1, {d: Upload(w0) for d in range(5)})
-    task = dict(messages[0].content[P.TASK])
+    task = read_tasks(messages[0])[1][0].fields
     assert task["proximal-mu"] == 0.0
     with_mu, _ = fit(runtime, w0, 0, 2, 1, task)
     without, _ = fit(runtime, w0, 0, 2, 1, {k: v for k, v in task.items() if k != "proximal-mu"})
@@ -432,7 +428,7 @@ def simulate_side_by_side(cfg, specs: Mapping[str, tuple[dict, int]]):
     from flwr.serverapp import ServerApp
     from flwr.simulation import run_simulation
 
-    from edgeupdate.clients.device import make_client_app
+    from edgeupdate.clients.gateway import make_client_app
     from edgeupdate.runtime import experiment_runtime
     from edgeupdate.simulation.runner import backend_config, discover_devices
 
@@ -444,10 +440,10 @@ def simulate_side_by_side(cfg, specs: Mapping[str, tuple[dict, int]]):
     @app.main()
     def main(grid, context) -> None:
         try:
-            node_of = {d: n for n, d in discover_devices(grid, cfg.num_devices).items()}
+            node_of = discover_devices(grid, runtime)
             first = 0
             for name, (params, count) in specs.items():
-                devices = {node_of[d]: d for d in range(first, first + count)}
+                devices = {d: node_of[d] for d in range(first, first + count)}
                 first += count
                 strategy = strategy_class(name)(runtime, validate_strategy(name, params), MetricsCollector(), devices)
                 results[name] = (strategy, record_rounds(strategy))
@@ -456,7 +452,7 @@ def simulate_side_by_side(cfg, specs: Mapping[str, tuple[dict, int]]):
             errors.append(err)
 
     run_simulation(server_app=app, client_app=make_client_app(lambda _ctx: experiment_runtime(cfg)),
-                   num_supernodes=cfg.num_devices, backend_config=backend_config(cfg))
+                   num_supernodes=runtime.num_nodes, backend_config=backend_config(cfg))
     if errors:
         raise errors[0]
     return runtime, results
