@@ -43,6 +43,7 @@ from edgeupdate.datasets.codec import encode_samples
 from edgeupdate.training import evaluate
 from edgeupdate.updates import PackageError, UpdatePackage, state_hash
 from edgeupdate.updates.cost import ApplyCost, apply_cost, state_bytes
+from edgeupdate.updates.verify import check_version
 
 RuntimeFactory = Callable[[Context], ExperimentRuntime]
 
@@ -98,9 +99,11 @@ class DeviceState:
                   crash_point: float | None = None) -> tuple[str, str]:
         """Verify and apply ``payload``; return ``(status, reason)``. Never corrupts the model."""
         try:
-            package = UpdatePackage.decode(payload, runtime.signing_key())
+            package = UpdatePackage.decode(payload, runtime.package_verifier())
         except PackageError as err:
             return P.DeviceStatus.REJECTED, str(err)
+        if (refused := check_version(package.header, self.version, self.hash)) is not None:
+            return P.DeviceStatus.REJECTED, refused
         self.last_apply_cost = apply_cost(package.header, len(payload), state_bytes(self.weights))
         need, have = self.last_apply_cost.peak_memory_bytes, runtime.fleet.memory_bytes(device_id)
         if need > have:
@@ -163,7 +166,7 @@ def _evaluate_task(runtime: ExperimentRuntime, state: DeviceState, device_id: in
         return P.DeviceStatus.NO_UPDATE, "", 0.0
     if link == P.LINK_CUT:
         try:
-            UpdatePackage.decode(payload, runtime.signing_key())
+            UpdatePackage.decode(payload, runtime.package_verifier())
         except PackageError as err:
             return P.DeviceStatus.DEADLINE, f"link closed at the deadline: {err}", 0.0
         raise RuntimeError("a package cut at the deadline decoded: the transfer cut is not simulated")
