@@ -122,13 +122,14 @@ def attack(plan: PushPlan, view: DeviceView, enc: Encoded,
            outcome: RoundOutcome) -> tuple[Encoded, RoundOutcome, str]:
     """Record the genuine push, then maybe replace it: ``(what is sent, its outcome, attack)``,
     ``attack`` one of :data:`ATTACKS` or ``"none"``."""
-    if plan.archive is None:
-        return enc, outcome, NO_ATTACK
-    release = plan.release
-    base_free = enc.kind == "release" and release is not None and release.header.base_hash is None
-    target = plan.store.target_of(view)
-    plan.archive.record(SentPackage(enc.payload, view.line, target.number, None if base_free else view.hash))
     fleet, dev = plan.fleet, view.device_id
+    if plan.archive is None or fleet.faults.replay_prob + fleet.faults.forge_prob == 0:
+        return enc, outcome, NO_ATTACK
+    if fleet.faults.replay_prob > 0:  # the archive costs memory: only kept when replays are configured
+        release = plan.release
+        base_free = enc.kind == "release" and release is not None and release.header.base_hash is None
+        target = plan.store.target_of(view)
+        plan.archive.record(SentPackage(enc.payload, view.line, target.number, None if base_free else view.hash))
     kind = fleet.faults.attack(fleet.seed, plan.round, dev)
     if kind is None or outcome.status != P.DeviceStatus.APPLIED:
         return enc, outcome, NO_ATTACK

@@ -94,6 +94,10 @@ class Ed25519Signer:
     def sign(self, data: bytes) -> bytes:
         return self._key.sign(data)
 
+    def verify(self, data: bytes, signature: bytes) -> bool:
+        """The server checking its own packages (devices use :meth:`verifier`, the public key only)."""
+        return self.verifier().verify(data, signature)
+
     def verifier(self) -> Ed25519Verifier:
         """The matching public key, for devices."""
         return Ed25519Verifier(self._key.public_key())

@@ -16,7 +16,15 @@ from edgeupdate.strategies.attacks import attacker_key, tampered
 from edgeupdate.strategies.pruning import Pruning
 from edgeupdate.strategies.push import top_changes_package
 from edgeupdate.strategies.versions import ModelVersion
-from edgeupdate.updates import Ed25519Signer, Ed25519Verifier, HmacKey, dense_package, sparse_package, state_hash
+from edgeupdate.updates import (
+    Ed25519Signer,
+    Ed25519Verifier,
+    HmacKey,
+    UpdatePackage,
+    dense_package,
+    sparse_package,
+    state_hash,
+)
 
 
 def _runtime(tiny_config, tmp_path, *overrides: str):
@@ -107,6 +115,7 @@ def test_with_ed25519_devices_hold_only_the_public_key_and_refuse_forgeries(tiny
     package = dense_package(s1, method="full", target_version=1, base=runtime.initial_state, base_version=0)
     genuine = package.encode(key)
     assert len(genuine) == len(package.encode()) + 64
+    assert UpdatePackage.decode(genuine, key).header == package.header  # the server re-reads its own (budgets)
     device = _device(runtime)
 
     forged = package.encode(attacker_key(key, runtime.cfg.seed))
