@@ -6,7 +6,7 @@
     edgeupdate sweep CONFIG [--strategies a,b] --param-grid 'ka.n=1,2,4' [--param-grid ...] [--seeds N] [--out DIR] [--resume]
     edgeupdate plot RUN_DIR
     edgeupdate package inspect FILE
-    edgeupdate package apply --model IN --package FILE --out OUT [--hmac-key KEY]
+    edgeupdate package apply --model IN --package FILE --out OUT [--hmac-key KEY | --public-key FILE]
 
 Bad input exits non-zero with one line on stderr naming what is wrong: 2 for configs, arguments,
 data and packages; 1 for a simulation that failed while running.
@@ -88,7 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--model", type=Path, required=True, help="torch.save'd state_dict of the base model")
     app.add_argument("--package", type=Path, required=True)
     app.add_argument("--out", type=Path, required=True, help="where to write the new state_dict (untouched on failure)")
-    app.add_argument("--hmac-key", default=None, help="shared HMAC key the package must be signed with")
+    keys = app.add_mutually_exclusive_group()
+    keys.add_argument("--hmac-key", default=None, help="shared HMAC key the package must be signed with")
+    keys.add_argument("--public-key", type=Path, default=None,
+                      help="the server's Ed25519 public key (PEM, 32 raw bytes or 64 hex digits) the package must be signed with")
     return parser
 
 
@@ -182,12 +185,18 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_package(args: argparse.Namespace) -> int:
-    from edgeupdate.updates import HmacKey, apply_package_file, inspect_package_file
+    from edgeupdate.updates import HmacKey, Verifier, apply_package_file, inspect_package_file
+    from edgeupdate.updates.auth import load_ed25519_verifier
 
     if args.package_command == "inspect":
         print(json.dumps(inspect_package_file(args.file), indent=2))
         return 0
-    key = HmacKey(args.hmac_key.encode()) if args.hmac_key else None
+    key: Verifier | None = HmacKey(args.hmac_key.encode()) if args.hmac_key else None
+    if args.public_key is not None:
+        try:
+            key = load_ed25519_verifier(args.public_key.read_bytes())
+        except (OSError, ValueError) as err:
+            raise CliError(f"--public-key {args.public_key}: {getattr(err, 'strerror', None) or err}") from None
     apply_package_file(args.model, args.package, args.out, key=key)
     print(f"applied {args.package} to {args.model} → {args.out}")
     return 0

@@ -8,8 +8,10 @@ once.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -23,7 +25,8 @@ from edgeupdate.models.zoo import model_for_state
 from edgeupdate.models.cost import ForwardProfile, forward_profile
 from edgeupdate.seeding import derive_seed
 from edgeupdate.training import TensorData
-from edgeupdate.updates import HmacKey, StateDict, state_hash
+from edgeupdate.updates import Ed25519Signer, HmacKey, Signer, StateDict, Verifier, state_hash
+from edgeupdate.updates.auth import load_ed25519_signer
 from edgeupdate.updates.cost import state_bytes
 
 if TYPE_CHECKING:
@@ -128,11 +131,30 @@ class ExperimentRuntime:
         """A model of the configured architecture (the full one or a student) holding ``weights``."""
         return model_for_state(self.cfg.model.name, self.dataset.input_shape, self.dataset.num_classes, weights)
 
-    def signing_key(self) -> HmacKey | None:
-        """The shared key packages are signed with (None when signing is off)."""
-        if self.cfg.package.signing == "hmac":
-            return HmacKey(self.cfg.package.key.encode())
+    def signing_key(self) -> Signer | None:
+        """The server's key packages are signed with (None when signing is off): the shared HMAC
+        secret, or the Ed25519 private key from ``package.key_file`` or derived from the seed."""
+        return _signing_key(self.cfg.package.signing, self.cfg.package.key, self.cfg.package.key_file, self.cfg.seed)
+
+    def package_verifier(self) -> Verifier | None:
+        """What a device verifies packages with: the shared HMAC secret, or only the Ed25519 public key."""
+        key = self.signing_key()
+        return key.verifier() if isinstance(key, Ed25519Signer) else key
+
+
+@functools.lru_cache(maxsize=8)
+def _signing_key(signing: str, secret: str, key_file: str, seed: int) -> Signer | None:
+    if signing == "hmac":
+        return HmacKey(secret.encode())
+    if signing != "ed25519":
         return None
+    if key_file:
+        try:
+            return load_ed25519_signer(Path(key_file).read_bytes())
+        except (OSError, ValueError) as err:
+            raise ConfigError("package.key_file", f"cannot read an Ed25519 private key from {key_file}: {err}") from None
+    seed_bytes = hashlib.blake2b(str(derive_seed(seed, "ed25519-signing-key")).encode(), digest_size=32).digest()
+    return Ed25519Signer(seed_bytes)
 
 
 def devices_per_node(num_devices: int, configured: int = 0) -> int:

@@ -87,6 +87,41 @@ def test_package_apply_refuses_wrong_base_and_leaves_out_untouched(tmp_path, cap
     assert (tmp_path / "out.pt").read_bytes() == b"keep me"
 
 
+@pytest.mark.parametrize("key_format", ["pem", "hex", "raw"])
+def test_package_apply_verifies_an_ed25519_signature_with_only_the_public_key(tmp_path, capsys, key_format):
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from edgeupdate.updates import Ed25519Signer
+
+    base, target = _states()
+    torch.save(base, tmp_path / "base.pt")
+    server = Ed25519Signer(bytes(range(32)))
+    pkg = sparse_package(base, target, method="demo", target_version=2, base_version=1)
+    (tmp_path / "signed.bin").write_bytes(pkg.encode(server))
+    (tmp_path / "forged.bin").write_bytes(pkg.encode(Ed25519Signer(bytes(32))))
+    public = server.verifier()
+    (tmp_path / "server.pub").write_bytes({
+        "pem": public._key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo),
+        "hex": public.public_bytes().hex().encode() + b"\n", "raw": public.public_bytes()}[key_format])
+
+    def apply(package: str) -> int:
+        return main(["package", "apply", "--model", str(tmp_path / "base.pt"), "--package", str(tmp_path / package),
+                     "--out", str(tmp_path / "new.pt"), "--public-key", str(tmp_path / "server.pub")])
+
+    assert apply("forged.bin") == 2 and "signature does not verify" in capsys.readouterr().err
+    assert not (tmp_path / "new.pt").exists()
+    assert apply("signed.bin") == 0
+    assert all(torch.equal(torch.load(tmp_path / "new.pt")[k], target[k]) for k in target)
+
+
+def test_package_apply_with_an_unreadable_public_key_is_one_line(tmp_path, capsys):
+    (tmp_path / "bad.pub").write_text("nonsense")
+    code = main(["package", "apply", "--model", "m.pt", "--package", "p.bin", "--out", str(tmp_path / "o.pt"),
+                 "--public-key", str(tmp_path / "bad.pub")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--public-key" in err
+
+
 def test_plot_redraws_from_metrics(tmp_path, capsys):
     import pandas as pd
 

@@ -303,5 +303,6 @@ def build_package(result: CompactResult, base: Mapping[str, torch.Tensor], *, ba
     if result.method == "fp":
         whole = [k for k in result.state if k not in (result.pruned or {})]
         return sparse_package(None, dict(result.state), method="fp", target_version=target_version,
+                              base_version=base_version,
                               precision=precision, coding=coding, dense_names=whole)
     raise CompactConfigError(f"cannot package method {result.method!r}")

@@ -3,8 +3,10 @@
 A device holds a :class:`DeviceRecord` — its version, the hash of its weights and its upload
 bookkeeping — kept by the node that serves it (:mod:`edgeupdate.clients.gateway`). The weights
 themselves live once per run in the shared model store (:mod:`edgeupdate.store`). A device never
-applies a package it cannot verify: decoding checks format, checksum and (when a key is configured)
-the signature; applying checks the base hash before and the result hash after. The arithmetic of
+applies a package it cannot verify, checking in the order of :mod:`edgeupdate.updates.verify`:
+decoding checks format, checksum and (when signing is on) the signature against the key it holds
+(the public key only, with Ed25519); the target version must be newer than the one it holds (no
+rollback); applying checks the base hash before and the result hash after. The arithmetic of
 applying a package to a base is shared by every device of the process that receives it
 (:class:`~edgeupdate.store.ApplyCache`); each device still runs every check itself.
 
@@ -29,6 +31,7 @@ from edgeupdate.runtime import ExperimentRuntime
 from edgeupdate.store import ApplyCache, ModelStore, StoreError
 from edgeupdate.updates import PackageError, StateDict, UpdatePackage, state_hash
 from edgeupdate.updates.cost import ApplyCost, apply_cost, state_bytes
+from edgeupdate.updates.verify import check_version
 
 
 class DeviceCrash(Exception):
@@ -75,9 +78,11 @@ def try_apply(services: DeviceServices, record: DeviceRecord, payload: bytes,
     """
     runtime = services.runtime
     try:
-        package = UpdatePackage.decode(payload, runtime.signing_key())
+        package = UpdatePackage.decode(payload, runtime.package_verifier())
     except PackageError as err:
         return P.DeviceStatus.REJECTED, str(err), ApplyCost(0.0, 0)
+    if (refused := check_version(package.header, record.version, record.hash)) is not None:
+        return P.DeviceStatus.REJECTED, refused, ApplyCost(0.0, 0)
     base = services.weights(record)
     cost = apply_cost(package.header, len(payload), state_bytes(base))
     need, have = cost.peak_memory_bytes, runtime.fleet.memory_bytes(record.device_id)
@@ -150,7 +155,7 @@ def push(services: DeviceServices, record: DeviceRecord, task: dict[str, Any],
         return P.DeviceStatus.NO_UPDATE, ""
     if link == P.LINK_CUT:
         try:
-            UpdatePackage.decode(payload, runtime.signing_key())
+            UpdatePackage.decode(payload, runtime.package_verifier())
         except PackageError as err:
             return P.DeviceStatus.DEADLINE, f"link closed at the deadline: {err}"
         raise RuntimeError("a package cut at the deadline decoded: the transfer cut is not simulated")

@@ -79,8 +79,11 @@ class PackageConfig:
 
     precision: str = choice("fp32", "fp32", "fp16", "int8", "int8-channel")
     coding: str = choice("golomb", "golomb", "varint", "bitmap", "auto")
-    signing: str = choice("none", "none", "hmac")
+    signing: str = choice("none", "none", "hmac", "ed25519")
     key: str = "edgeupdate-demo-key"  # shared HMAC secret when signing = "hmac"
+    # ed25519: the server's private key (PEM, 32 raw bytes or 64 hex digits); empty: derived from
+    # the seed. Devices get only the public key (see edgeupdate.runtime.ExperimentRuntime.package_verifier).
+    key_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,8 @@ class FaultsConfig:
     corruption_prob: float = bounded(0.0, min=0.0, max=1.0)  # the download arrives with flipped bytes
     crash_prob: float = bounded(0.0, min=0.0, max=1.0)  # the device crashes part-way through applying
     corrupt_bytes: int = bounded(1, min=1)  # bytes flipped in a corrupted transfer
+    replay_prob: float = bounded(0.0, min=0.0, max=1.0)  # an attacker replays an older, validly signed package
+    forge_prob: float = bounded(0.0, min=0.0, max=1.0)  # an attacker sends a forged package (needs signing)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,11 @@ reach the same verdict without talking, and a rerun with the same seed injects t
 * corruption: the bytes of one transfer arrive altered (:func:`corrupt`); the package checks
   must catch it and the device keeps its old model (status ``rejected``);
 * crash: the device app raises part-way through applying a package; the apply step must leave
-  the deployed model intact (status ``rejected``).
+  the deployed model intact (status ``rejected``);
+* attacks (:meth:`FaultConfig.attack`): an attacker on the link replaces the download with an
+  older, validly signed package (``replay``) or a forged one (``forge``: signed with the wrong
+  key, or altered after signing with its checksum fixed up); the device's checks must refuse it
+  (status ``rejected``). The attacked bytes are built by :mod:`edgeupdate.strategies.attacks`.
 """
 
 from __future__ import annotations
@@ -57,20 +61,27 @@ def corrupt(payload: bytes, rng: np.random.Generator, num_bytes: int = 1) -> byt
 class FaultConfig:
     """Per-round fault probabilities (each in [0, 1]); all zero means no faults.
 
-    ``corrupt_bytes`` is how many bytes :func:`corrupt` flips in a corrupted transfer.
+    ``corrupt_bytes`` is how many bytes :func:`corrupt` flips in a corrupted transfer;
+    ``replay_prob`` / ``forge_prob`` are the chances that an attacker replaces a download
+    (:meth:`attack`; together at most 1).
     """
 
     dropout_prob: float = 0.0
     corruption_prob: float = 0.0
     crash_prob: float = 0.0
     corrupt_bytes: int = 1
+    replay_prob: float = 0.0
+    forge_prob: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("dropout_prob", "corruption_prob", "crash_prob"):
+        for name in ("dropout_prob", "corruption_prob", "crash_prob", "replay_prob", "forge_prob"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not math.isfinite(value) or not 0.0 <= value <= 1.0:
                 raise FaultConfigError(f"{name} must be a probability in [0, 1], got {value!r}")
+        if self.replay_prob + self.forge_prob > 1.0:
+            raise FaultConfigError(f"replay_prob + forge_prob must be at most 1, got "
+                                   f"{self.replay_prob} + {self.forge_prob}")
         if isinstance(self.corrupt_bytes, bool) or not isinstance(self.corrupt_bytes, int) \
                 or self.corrupt_bytes < 1:
             raise FaultConfigError(
@@ -88,6 +99,23 @@ class FaultConfig:
     def crashes(self, seed: int, round_num: int, device_id: DeviceKey) -> bool:
         """Whether the device app crashes part-way through the apply step in ``round_num``."""
         return _draw(seed, "fault-crash", round_num, device_id) < self.crash_prob
+
+    def attack(self, seed: int, round_num: int, device_id: DeviceKey) -> str | None:
+        """Which attack (``"replay"``, ``"forge"``) an attacker tries on this round's download, or None.
+
+        One draw per (round, device): ``replay`` below ``replay_prob``, ``forge`` in the next
+        ``forge_prob``, so the two never coincide.
+        """
+        u = _draw(seed, "fault-attack", round_num, device_id)
+        if u < self.replay_prob:
+            return "replay"
+        if u < self.replay_prob + self.forge_prob:
+            return "forge"
+        return None
+
+    def attack_rng(self, seed: int, round_num: int, device_id: DeviceKey) -> np.random.Generator:
+        """The generator that shapes an attack (which old package, which forgery, which byte)."""
+        return numpy_rng(seed, "fault-attack-bytes", round_num, device_id)
 
     def corruption_rng(self, seed: int, round_num: int, device_id: DeviceKey,
                        transfer: str = "down") -> np.random.Generator:

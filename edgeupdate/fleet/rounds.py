@@ -9,8 +9,9 @@
    before downloading; nothing is transferred);
 3. ``deadline``  — download + apply + inference + upload takes longer than ``deadline_s``
    (the device is cut off at the deadline and keeps its old model);
-4. ``rejected``  — the download arrived corrupted (the package checks reject it) or the apply
-   step crashed part-way (the old model is kept);
+4. ``rejected``  — an attacker replaced the download (``attack``: replay or forge), the download
+   arrived corrupted (the package checks reject it) or the apply step crashed part-way (the old
+   model is kept);
 5. ``applied``.
 
 Devices that do not apply keep their old model; only ``applied`` advances the version.
@@ -74,7 +75,7 @@ class RoundOutcome:
     ``transfer_s``/``apply_s``/``inference_s``/``upload_s`` are the seconds actually spent (cut
     at the deadline); ``needed_s`` is what the whole round would have taken; ``sim_time_s`` is
     when the device was done (or cut off). ``fault`` says why: ``unavailable``/``dropout``
-    (offline), ``corrupted``/``crash`` (rejected), else ``None``. ``corrupt_transfer`` and
+    (offline), ``replay``/``forge``/``corrupted``/``crash`` (rejected), else ``None``. ``corrupt_transfer`` and
     ``crash_during_apply`` tell the device app to act the fault out (corrupt the bytes with
     :func:`edgeupdate.fleet.faults.corrupt`, raise at ``crash_point`` of the apply step).
     ``energy_j`` sums the terms whose coefficients the profile gives (``None`` if none).
@@ -112,8 +113,12 @@ def _energy_j(profile: DeviceProfile, down_bytes: float, up_bytes: float,
 
 
 def plan_round(device: Device, workload: Workload, round_num: int, seed: int, deadline_s: float,
-               faults: FaultConfig = NO_FAULTS, round_start_s: float = 0.0) -> RoundOutcome:
+               faults: FaultConfig = NO_FAULTS, round_start_s: float = 0.0,
+               attack: str | None = None) -> RoundOutcome:
     """The outcome of ``round_num`` for ``device`` (status order in the module docstring).
+
+    ``attack`` (``"replay"`` / ``"forge"``): the download is an attacker's package, which the
+    device refuses before applying (``fault`` names the attack).
 
     Deterministic: the same ``(device, workload, round_num, seed, deadline_s, faults,
     round_start_s)`` always give the same outcome.
@@ -155,11 +160,13 @@ def plan_round(device: Device, workload: Workload, round_num: int, seed: int, de
             upload_s=spent[3], sim_time_s=float(deadline_s),
             energy_j=_energy_j(profile, workload.down_bytes * fraction_down,
                                workload.up_bytes * fraction_up, flops_done), **base)
-    # 4. rejected: corrupted download (caught by the package checks) or crash during apply
-    if workload.down_bytes > 0 and faults.corrupts(seed, round_num, dev, "down"):
+    # 4. rejected: an attacker's or a corrupted download (caught by the package checks), or a crash
+    corrupted = workload.down_bytes > 0 and faults.corrupts(seed, round_num, dev, "down")
+    if workload.down_bytes > 0 and (attack is not None or corrupted):
         total_s = transfer_s + inference_s + upload_s  # no apply; the old model is evaluated
         return RoundOutcome(
-            status=DeviceStatus.REJECTED, fault="corrupted", corrupt_transfer=True, transfer_s=transfer_s,
+            status=DeviceStatus.REJECTED, fault=attack or "corrupted", corrupt_transfer=attack is None and corrupted,
+            transfer_s=transfer_s,
             apply_s=0.0, inference_s=inference_s, upload_s=upload_s, sim_time_s=total_s,
             energy_j=_energy_j(profile, workload.down_bytes, workload.up_bytes,
                                workload.inference_flops), **base)

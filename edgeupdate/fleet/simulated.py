@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, replace
 
 from edgeupdate.configs import ConfigError, ExperimentConfig
-from edgeupdate.fleet.faults import FaultConfig
+from edgeupdate.fleet.faults import FaultConfig, FaultConfigError
 from edgeupdate.protocol import DeviceStatus
 from edgeupdate.fleet.devices import Device, FleetError, build_fleet
 from edgeupdate.fleet.rounds import RoundOutcome, Workload, plan_round
@@ -59,14 +59,16 @@ class SimulatedFleet:
         return dev.profile.is_online(self.seed, round_, device_id, at_s, at_s)
 
     def plan(self, round_: int, device_id: int, workload: Workload, start_s: float,
-             transfer_faults: bool = True) -> RoundOutcome:
+             transfer_faults: bool = True, attack: str | None = None) -> RoundOutcome:
         """The outcome of one phase that asks ``workload`` of the device, starting at ``start_s``.
 
         ``transfer_faults=False`` leaves out corrupted transfers and crashes (phases whose bytes
-        the simulation does not corrupt, such as uploads); dropout always counts.
+        the simulation does not corrupt, such as uploads); dropout always counts. ``attack``: the
+        download is an attacker's package (:meth:`FaultConfig.attack` decides who is attacked).
         """
         faults = self.faults if transfer_faults else FaultConfig(dropout_prob=self.faults.dropout_prob)
-        return plan_round(self.devices[device_id], workload, round_, self.seed, self.deadline_s, faults, start_s)
+        return plan_round(self.devices[device_id], workload, round_, self.seed, self.deadline_s, faults, start_s,
+                          attack)
 
     def delivered_bytes(self, device_id: int, outcome: RoundOutcome, payload_bytes: int) -> int:
         """How much of a ``payload_bytes`` download arrived before the deadline cut the link."""
@@ -106,8 +108,15 @@ def simulated_fleet(cfg: ExperimentConfig) -> SimulatedFleet:
     except FleetError as err:
         raise ConfigError(key, str(err)) from None
     devices = [_in_flop_per_s(d, f.host_flop_per_s) for d in devices]
-    faults = FaultConfig(dropout_prob=f.faults.dropout_prob, corruption_prob=f.faults.corruption_prob,
-                         crash_prob=f.faults.crash_prob, corrupt_bytes=f.faults.corrupt_bytes)
+    if f.faults.forge_prob > 0 and cfg.package.signing == "none":
+        raise ConfigError("fleet.faults.forge_prob", "forged packages need package.signing = hmac or ed25519: "
+                                                     "without a signature a device cannot tell them from genuine ones")
+    try:
+        faults = FaultConfig(dropout_prob=f.faults.dropout_prob, corruption_prob=f.faults.corruption_prob,
+                             crash_prob=f.faults.crash_prob, corrupt_bytes=f.faults.corrupt_bytes,
+                             replay_prob=f.faults.replay_prob, forge_prob=f.faults.forge_prob)
+    except FaultConfigError as err:
+        raise ConfigError("fleet.faults", str(err)) from None
     return SimulatedFleet(tuple(devices), faults, f.deadline_s, f.round_interval_s, f.server_flop_per_s,
                           cfg.seed)
 

@@ -17,6 +17,9 @@ status             the push: applied | no_update | offline | no_memory | deadlin
 train_status       the device phase: none | uploaded | trained | offline | no_memory | deadline
 base_version       the version the device held when its package was built
 package_kind       release | catch-up | full | budget | none; catch_up: catch-up or full
+attack             none | replay | forge: an attacker replaced this push's package (fault
+                   injection, ``fleet.faults.replay_prob``/``forge_prob``); the device must
+                   report ``rejected`` and keep its model
 pushed             whether the server released a new version this round
 up_to_date         whether the device holds the server's latest state after the round
 sim_time_s         seconds the device was busy this round (device phase + push)

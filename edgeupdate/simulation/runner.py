@@ -29,12 +29,14 @@ from flwr.serverapp import Grid, ServerApp
 
 from edgeupdate import __version__
 from edgeupdate.clients.gateway import make_client_app
+from edgeupdate import protocol as P
 from edgeupdate.messages import read_replies, task_message
 from edgeupdate.runtime import ExperimentRuntime, experiment_runtime
 from edgeupdate.configs import ExperimentConfig, dump_config
 from edgeupdate.seeding import derive_seed
 from edgeupdate.simulation.metrics import MetricsCollector, RoundCallback
 from edgeupdate.simulation.plots import plot_run
+from edgeupdate.strategies.attacks import ATTACKS
 from edgeupdate.strategies.resolve import StrategyChoice, resolve_strategy
 
 
@@ -116,12 +118,22 @@ def run_server(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, o
         "server_time_s": round(float(df.groupby("round")["server_time_s"].first().sum()), 3),
         "sim_time_s": float(df.groupby("round")["round_sim_time_s"].first().sum()),
         "status_counts": {str(k): int(v) for k, v in df["status"].value_counts().sort_index().items()},
+        "attacks": attack_counts(df),
         "versions": {"edgeupdate": __version__, "flwr": flwr.__version__, "torch": torch.__version__,
                      "python": platform.python_version()},
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_run(out_dir, df)
     return summary
+
+
+def attack_counts(df: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Per attack kind (replay, forge): how many pushes an attacker replaced and how many of those
+    the device rejected (the run fails on any other outcome, see ``EdgeStrategy._check_report``)."""
+    attack = df["attack"] if "attack" in df else pd.Series("none", index=df.index)
+    return {kind: {"attempts": int((attack == kind).sum()),
+                   "rejected": int(((attack == kind) & (df["status"] == P.DeviceStatus.REJECTED)).sum())}
+            for kind in ATTACKS}
 
 
 def make_server_app(runtime_for: Callable[[Context], ExperimentRuntime],
@@ -176,6 +188,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, choice: StrategyChoi
     choice = choice or resolve_strategy(cfg)  # parameters against the whole config, once, before any output
     runtime = experiment_runtime(cfg, data_dir)  # fail fast on data and fleet problems, before Ray starts
     runtime.fleet  # noqa: B018 (builds and validates the fleet)
+    runtime.signing_key()  # reads package.key_file, if any
     client_app: ClientApp = make_client_app(lambda _ctx: experiment_runtime(cfg, data_dir))
     server_app = make_server_app(lambda _ctx: runtime, lambda _ctx: out_dir, progress, choice)
     if not verbose:

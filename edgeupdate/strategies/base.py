@@ -14,7 +14,8 @@ Per round, in Flower's terms (``Strategy.start`` drives it):
    otherwise, a budgeted share (:meth:`EdgeStrategy.budget_package`) with ``fleet.budgets``.
 4. ``aggregate_evaluate`` — devices verify, apply, evaluate; one metrics row per (round, device)
    (:mod:`edgeupdate.strategies.rows`). Every state a device reports must be one the server
-   issued (its hash is in the version store, :mod:`edgeupdate.strategies.versions`).
+   issued (its hash is in the version store, :mod:`edgeupdate.strategies.versions`), and a
+   device whose package an attacker replaced must have refused it (:mod:`edgeupdate.strategies.attacks`).
 
 A subclass overrides a hook or two. Server-retrain strategies derive from
 :class:`~edgeupdate.strategies.server_retrain.ServerRetrainStrategy` and implement ``retrain``.
@@ -37,6 +38,7 @@ from edgeupdate.fleet.rounds import Workload
 from edgeupdate.messages import PUSH, read_replies, task_message
 from edgeupdate.runtime import ExperimentRuntime
 from edgeupdate.simulation.metrics import MetricsCollector
+from edgeupdate.strategies.attacks import NO_ATTACK, PackageArchive
 from edgeupdate.strategies.push import Encoded, Push, PushPlan, top_changes_package
 from edgeupdate.strategies.rows import RoundLog, metrics_row
 from edgeupdate.strategies.versions import DeviceView, ModelVersion, VersionStore
@@ -85,6 +87,7 @@ class EdgeStrategy(Strategy):
             self.store.add_device(dev, node, runtime.student_memory(dev))
         self.store_dir = ""  # the run's shared model store, where the nodes keep weights (set by the runner)
         self.key = runtime.signing_key()
+        self.archive = PackageArchive()  # packages pushed so far (what a replay attacker could record)
         self.log = RoundLog()
         self.clock_s = 0.0  # simulated time at which the next round starts
         self.release: UpdatePackage | None = None  # the last round's release package (None: no push)
@@ -250,7 +253,7 @@ class EdgeStrategy(Strategy):
         """A plan for packages sent from ``start_s`` on (each distinct package encoded once)."""
         return PushPlan(round_, store=self.store, fleet=self.fleet, hooks=self, release=self.release, key=self.key,
                         inference_flops=self.runtime.forward.flops, release_s=start_s,
-                        budgets=self.cfg.fleet.budgets)
+                        budgets=self.cfg.fleet.budgets, archive=self.archive)
 
     def _check_report(self, round_: int, r: P.DeviceReport) -> None:
         push = self.log.push.get(r.device_id)
@@ -258,6 +261,10 @@ class EdgeStrategy(Strategy):
         if planned in _PLANNED_EXACTLY and r.status != planned:
             raise FleetInvariantError(f"round {round_}: device {r.device_id} reported {r.status!r}, "
                                       f"the fleet planned {planned!r} ({r.reason})")
+        if push and push.attack != NO_ATTACK and (r.status != P.DeviceStatus.REJECTED
+                                                  or r.model_version != push.base_version):
+            raise FleetInvariantError(f"round {round_}: device {r.device_id} did not refuse a {push.attack} attack: "
+                                      f"it reported {r.status!r}, version {r.model_version} ({r.reason})")
         if planned == P.DeviceStatus.REJECTED and r.status == P.DeviceStatus.APPLIED:
             raise FleetInvariantError(f"round {round_}: device {r.device_id} applied a package the fleet "
                                       f"corrupted or crashed")

@@ -10,6 +10,8 @@ Per device (:meth:`PushPlan.for_device`):
    transfer, a crash part-way through applying, applied);
 3. with ``fleet.budgets``, a device that would miss the deadline or lack memory gets the largest
    top-|Δ| share of its update that fits (bisection on real encoded packages);
+   with ``fleet.faults.replay_prob``/``forge_prob`` an attacker may replace a package that would
+   be applied (:mod:`edgeupdate.strategies.attacks`);
 4. the task fields that act the outcome out (the bytes that arrive, a crash point, ...).
 """
 
@@ -24,6 +26,8 @@ from edgeupdate import protocol as P
 from edgeupdate.fleet.network import largest_fitting_int
 from edgeupdate.fleet.rounds import RoundOutcome, Workload
 from edgeupdate.fleet.simulated import SimulatedFleet
+from edgeupdate.strategies import attacks
+from edgeupdate.strategies.attacks import PackageArchive
 from edgeupdate.strategies.versions import MAIN_LINE, DeviceView, ModelVersion, VersionStore
 from edgeupdate.updates import Signer, UpdatePackage, dense_package, sparse_package
 from edgeupdate.updates.cost import ApplyCost, apply_cost, state_bytes
@@ -46,6 +50,7 @@ class Push:
     kind: str = "none"
     base_version: int = 0
     outcome: RoundOutcome | None = None
+    attack: str = "none"  # none | replay | forge: an attacker replaced the package (strategies.attacks)
 
 
 class PackageHooks(Protocol):
@@ -80,11 +85,12 @@ class PushPlan:
 
     def __init__(self, round_: int, *, store: VersionStore, fleet: SimulatedFleet, hooks: PackageHooks,
                  release: UpdatePackage | None, key: Signer | None, inference_flops: float, release_s: float,
-                 budgets: bool) -> None:
+                 budgets: bool, archive: PackageArchive | None = None) -> None:
         self.round = round_
         self.store, self.fleet, self.hooks = store, fleet, hooks
         self.release, self.key = release, key
         self.inference_flops, self.release_s, self.budgets = inference_flops, release_s, budgets
+        self.archive = archive  # past pushes, for replay attacks (None: no attacks)
         self._encoded: dict[str, Encoded] = {}
 
     def package_for(self, view: DeviceView) -> Encoded:
@@ -116,7 +122,8 @@ class PushPlan:
         outcome = self._plan(view, enc)
         if self.budgets and outcome.status in (P.DeviceStatus.DEADLINE, P.DeviceStatus.NO_MEMORY):
             enc, outcome = self._budgeted(view, enc, outcome)
-        return Push(enc.kind, enc.base_version, outcome), self._act_out(view.device_id, enc, outcome)
+        enc, outcome, attack = attacks.attack(self, view, enc, outcome)
+        return Push(enc.kind, enc.base_version, outcome, attack), self._act_out(view.device_id, enc, outcome)
 
     def _plan(self, view: DeviceView, enc: Encoded) -> RoundOutcome:
         workload = Workload(down_bytes=len(enc.payload), apply_flops=enc.cost.flops,

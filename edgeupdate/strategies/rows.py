@@ -52,7 +52,7 @@ def metrics_row(round_: int, strategy: str, report: P.DeviceReport, view: Device
         num_examples=int(report.metrics.get("num-examples", 0)), status=str(report.status), reason=report.reason,
         train_status=str(log.train_status.get(dev, "none")),
         base_version=push.base_version if out else report.model_version, package_kind=push.kind,
-        catch_up=push.kind in ("catch-up", "full"), pushed=log.pushed,
+        catch_up=push.kind in ("catch-up", "full"), attack=push.attack, pushed=log.pushed,
         up_to_date=report.model_hash == target_hash, model_line=view.line,
         sim_time_s=device_busy_s, transfer_s=out.transfer_s if out else 0.0,
         apply_s=out.apply_s if out else 0.0, upload_s=train.upload_s if train else 0.0,

@@ -1,5 +1,8 @@
 """Optional authenticity: HMAC-SHA256 with a shared key, or Ed25519 signatures.
 
+With Ed25519 the server holds the private key and devices only the public key, so a device that
+is taken apart cannot sign updates for the rest of the fleet (with HMAC it can).
+
 A signer appends ``signature_size`` bytes over everything before them (preamble, header, body,
 checksum). A device configured with a verifier rejects unsigned, differently signed or forged
 packages with ``AuthenticationError``.
@@ -61,6 +64,12 @@ class Ed25519Verifier:
     def __init__(self, public: Ed25519PublicKey | bytes) -> None:
         self._key = public if isinstance(public, Ed25519PublicKey) else Ed25519PublicKey.from_public_bytes(bytes(public))
 
+    def public_bytes(self) -> bytes:
+        """The raw 32-byte public key (what a device is provisioned with)."""
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        return self._key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
     def verify(self, data: bytes, signature: bytes) -> bool:
         try:
             self._key.verify(signature, data)
@@ -85,6 +94,50 @@ class Ed25519Signer:
     def sign(self, data: bytes) -> bytes:
         return self._key.sign(data)
 
+    def verify(self, data: bytes, signature: bytes) -> bool:
+        """The server checking its own packages (devices use :meth:`verifier`, the public key only)."""
+        return self.verifier().verify(data, signature)
+
     def verifier(self) -> Ed25519Verifier:
         """The matching public key, for devices."""
         return Ed25519Verifier(self._key.public_key())
+
+
+def _key_bytes(data: bytes, what: str) -> bytes:
+    """Raw 32 key bytes from raw bytes or 64 hex digits (surrounding whitespace ignored)."""
+    if len(data) == 32:
+        return data
+    text = data.strip()
+    try:
+        raw = bytes.fromhex(text.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError(f"{what} must be PEM, 32 raw bytes or 64 hex digits")
+    return raw
+
+
+def load_ed25519_signer(data: bytes) -> Ed25519Signer:
+    """A server key from a file's bytes: PEM (PKCS#8, e.g. ``openssl genpkey -algorithm ed25519``),
+    32 raw bytes or 64 hex digits of the private seed."""
+    if data.lstrip().startswith(b"-----BEGIN"):
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        key = load_pem_private_key(data, password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError("the PEM private key is not an Ed25519 key")
+        return Ed25519Signer(key)
+    return Ed25519Signer(_key_bytes(data, "an Ed25519 private key"))
+
+
+def load_ed25519_verifier(data: bytes) -> Ed25519Verifier:
+    """A device's public key from a file's bytes: PEM (SubjectPublicKeyInfo, e.g. ``openssl pkey
+    -pubout``), 32 raw bytes or 64 hex digits."""
+    if data.lstrip().startswith(b"-----BEGIN"):
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+        key = load_pem_public_key(data)
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError("the PEM public key is not an Ed25519 key")
+        return Ed25519Verifier(key)
+    return Ed25519Verifier(_key_bytes(data, "an Ed25519 public key"))

@@ -141,8 +141,8 @@ def _assemble(entries: list[_Entry], *, method: str, base: StateDict | None, bas
               initializer: str | None = None, initializer_seed: int | None = None) -> UpdatePackage:
     if target_version < 0 or (base_version is not None and base_version < 0):
         raise ValueError("versions must be non-negative integers")
-    header = PackageHeader(
-        FORMAT_VERSION, method, base_version if base is not None else None,
+    header = PackageHeader(  # base-free: base_version (if given) is the version it replaces
+        FORMAT_VERSION, method, base_version,
         state_hash(base) if base is not None else None, target_version, _PLACEHOLDER_HASH,
         tuple(e[0] for e in entries), dict(extra or {}), complete, initializer, initializer_seed)
     quant = {e[0].name: e[2] for e in entries if e[2] is not None}
@@ -169,7 +169,8 @@ def sparse_package(base: StateDict | None, target: StateDict, *, method: str, ta
     """Per tensor, the positions where ``target`` differs (bitwise) from ``base`` plus values.
 
     ``base=None``: an all-zero base (a pruned model from scratch, no base binding; every tensor is
-    listed). fp32 sends the new values ("replace", bit-identical result); fp16/int8/int8-channel
+    listed); ``base_version`` then names the version it replaces (a device refuses a target
+    that is not newer than what it holds, :mod:`edgeupdate.updates.verify`). fp32 sends the new values ("replace", bit-identical result); fp16/int8/int8-channel
     quantise and add the delta ("add"). ``coding``: bitmap | varint | golomb | auto (smallest).
     Tensors in ``dense_names`` are sent whole; unchanged tensors are skipped.
     ``value_compression="zstd"``: byte-plane shuffle + zstd of each tensor's value bytes where smaller (lossless).

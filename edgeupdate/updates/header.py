@@ -5,7 +5,8 @@ Wire format (all integers little-endian)::
     "EUPK" | u8 format_version | u8 signature algorithm | u32 total length
     varint header length | header | body | u32 CRC-32 of everything before | signature
 
-The header carries the method, base version + hash, target version + hash, and the tensor table
+The header carries the method, base version + hash (a base-free package: optionally the version
+it replaces), target version + hash, and the tensor table
 (name, kind, shape, dtype, coding, precision, mode/origin/packing, byte counts, params). Every
 length read here is bounded (by the body size, :data:`MAX_TENSOR_ELEMENTS`, ...), so a malformed
 header raises ``FormatError`` before anything is allocated from it.
@@ -39,6 +40,7 @@ _HASH_BYTES = 32
 _FLAG_COMPLETE = 1
 _FLAG_INITIALIZER = 2
 _FLAG_BASE = 4
+_FLAG_REPLACES = 8  # a base-free package names the version it replaces (rollback binding, issue 18)
 
 
 @dataclass(frozen=True)
@@ -117,10 +119,13 @@ def write_header(h: PackageHeader) -> bytes:
     w.string(h.method)
     flags = (_FLAG_COMPLETE if h.complete else 0) | (_FLAG_INITIALIZER if h.initializer else 0)
     flags |= _FLAG_BASE if h.base_hash is not None else 0
+    flags |= _FLAG_REPLACES if h.base_hash is None and h.base_version is not None else 0
     w.u8(flags)
     if h.base_hash is not None:
         w.uvarint(0 if h.base_version is None else h.base_version + 1)
         w.raw(bytes.fromhex(h.base_hash))
+    elif h.base_version is not None:
+        w.uvarint(h.base_version)
     w.uvarint(h.target_version)
     w.raw(bytes.fromhex(h.target_hash))
     if h.initializer:
@@ -164,7 +169,8 @@ def read_header(data: bytes, format_version: int, body_limit: int) -> PackageHea
     r = Reader(data)
     method = r.string(max_len=256)
     flags = r.u8()
-    if flags & ~(_FLAG_COMPLETE | _FLAG_INITIALIZER | _FLAG_BASE):
+    if flags & ~(_FLAG_COMPLETE | _FLAG_INITIALIZER | _FLAG_BASE | _FLAG_REPLACES) \
+            or (flags & _FLAG_BASE and flags & _FLAG_REPLACES):
         raise FormatError(f"unknown header flags {flags:#x}")
     base_version: int | None = None
     base_hash: str | None = None
@@ -172,6 +178,8 @@ def read_header(data: bytes, format_version: int, body_limit: int) -> PackageHea
         v = r.uvarint()
         base_version = None if v == 0 else v - 1
         base_hash = r.raw(_HASH_BYTES).hex()
+    elif flags & _FLAG_REPLACES:
+        base_version = r.uvarint()
     target_version = r.uvarint()
     target_hash = r.raw(_HASH_BYTES).hex()
     initializer: str | None = None

@@ -114,5 +114,7 @@ def test_devices_share_the_arithmetic_but_each_checks_its_own_base(tiny_config, 
     assert try_apply(services, second, package)[0] == P.DeviceStatus.APPLIED
     assert len(calls) == 1 and first.hash == second.hash  # applied once for both
 
-    status, reason, _ = try_apply(services, first, package)  # built for version 0; first holds version 1 now
+    later = dense_package(_changed(_changed(runtime.initial_state)), method="full", target_version=2,
+                          base=runtime.initial_state, base_version=0).encode()
+    status, reason, _ = try_apply(services, first, later)  # built for version 0; first holds version 1 now
     assert status == P.DeviceStatus.REJECTED and "base" in reason and first.version == 1

@@ -2,8 +2,10 @@
 
 Three sources of bad input: random bytes, raw mutations of valid packages (caught by the
 checksum), and structure-aware mutations whose length and checksum are fixed up afterwards (so
-the header and body parsers, and apply, see the corruption). The default suite runs ≥ 10 000
-cases from a seeded generator plus hypothesis searches; a 10 000-example hypothesis run is marked slow.
+the header and body parsers, and apply, see the corruption). Signed packages (HMAC and
+Ed25519) get the same mutations with length and checksum fixed up and the signature kept, so only
+the signature can refuse them. The default suite runs ≥ 10 000 cases from a seeded generator plus
+hypothesis searches; a 10 000-example hypothesis run is marked slow.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from hypothesis import strategies as st
 
 from update_states import perturbed, small_state
 from edgeupdate.updates import (
+    Ed25519Signer,
     HmacKey,
     LayerFactors,
     PackageError,
@@ -29,9 +32,11 @@ from edgeupdate.updates import (
     seeded_package,
     sparse_package,
     state_hash,
+    Verifier,
 )
 
 KEY = HmacKey(b"fuzz-key")
+ED25519 = Ed25519Signer(bytes(range(32)))
 
 
 @functools.lru_cache(maxsize=1)
@@ -81,7 +86,7 @@ def _mutate(data: bytes, rng: np.random.Generator) -> bytes:
     return bytes(out)
 
 
-def _check(data: bytes, original: bytes | None, target_hash: str | None, key: HmacKey | None = None) -> str:
+def _check(data: bytes, original: bytes | None, target_hash: str | None, key: Verifier | None = None) -> str:
     """Decode + apply; returns the outcome and fails on anything but PackageError or a correct result."""
     base, _ = _corpus()
     try:
@@ -166,6 +171,54 @@ def test_hypothesis_mutated_signed_packages_never_verify(case: tuple[bytes, byte
     data = bytearray(signed)
     data[len(data) // 3] ^= 0xFF
     assert _check(bytes(data), signed, target_hash, key=KEY) in ("IntegrityError", "FormatError", "AuthenticationError")
+
+
+def _fix_length_and_checksum_signed(data: bytearray, signature_size: int) -> bytes:
+    """Length and checksum fixed up, the signature algorithm and the last ``signature_size`` bytes kept."""
+    if len(data) >= 10 + 4 + signature_size:
+        data[6:10] = struct.pack("<I", len(data))
+        end = len(data) - signature_size - 4
+        data[end : end + 4] = struct.pack("<I", zlib.crc32(bytes(data[:end])))
+    return bytes(data)
+
+
+@functools.lru_cache(maxsize=1)
+def _ed25519_corpus() -> tuple[tuple[bytes, str], ...]:
+    _, corpus = _corpus()
+    return tuple((UpdatePackage.decode(p).encode(ED25519), h) for p, h in corpus)
+
+
+def test_ed25519_signed_packages_apply_and_every_raw_or_fixed_up_change_is_refused() -> None:
+    verifier = ED25519.verifier()
+    signed = _ed25519_corpus()
+    for payload, target_hash in signed:
+        assert _check(payload, payload, target_hash, key=verifier) == "ok"
+    rng = np.random.default_rng(20261201)
+    outcomes: dict[str, int] = {}
+    for i in range(3000):
+        original, target_hash = signed[i % len(signed)]
+        data = _mutate(original, rng)
+        if i % 2:
+            data = _fix_length_and_checksum_signed(bytearray(data), 64)
+        kind = _check(data, original, target_hash, key=verifier)
+        if data == original:
+            assert kind == "ok"
+        else:  # the signature covers every byte before it: no change is ever applied, not even a harmless one
+            assert kind in ("IntegrityError", "FormatError", "AuthenticationError"), f"a mutation gave {kind}"
+        outcomes[kind] = outcomes.get(kind, 0) + 1
+    assert outcomes.get("AuthenticationError", 0) > 1000  # fixed-up changes reach the signature check
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=_mutated(), fix_up=st.booleans())
+def test_hypothesis_mutated_ed25519_packages_never_verify(case: tuple[bytes, bytes, str], fix_up: bool) -> None:
+    _, original, target_hash = case
+    signed = UpdatePackage.decode(original).encode(ED25519)
+    data = bytearray(signed)
+    data[len(data) // 3] ^= 0xFF
+    data = _fix_length_and_checksum_signed(data, 64) if fix_up else bytes(data)
+    assert _check(data, signed, target_hash, key=ED25519.verifier()) in (
+        "IntegrityError", "FormatError", "AuthenticationError")
 
 
 @pytest.mark.slow
