@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from edgeupdate.updates.entropy import unpack_entropy
 from edgeupdate.updates.errors import FormatError
 from edgeupdate.updates.header import TensorInfo
 from edgeupdate.updates.positions import decode_positions
@@ -40,6 +41,8 @@ def _unpacked_values(info: TensorInfo, blob: bytes, count: int, dtype: torch.dty
     if info.values_packing == "plain":
         return blob
     n_channels = int(np.unique(channels).size) if info.precision == "int8-channel" else 1
+    if info.values_packing == "entropy":
+        return unpack_entropy(blob, info.precision, count, n_channels)
     return unpack_values(blob, info.precision, dtype, values_size_bytes(count, info.precision, dtype, n_channels))
 
 
@@ -69,7 +72,7 @@ def decode_payload(info: TensorInfo, blobs: TensorBlobs) -> Payload:
         if info.kind == "sparse":
             if info.coding in ("none", "seeded"):
                 raise FormatError(f"sparse tensor {info.name!r}: no position coding")
-            pos = decode_positions(blobs.positions, numel, info.count, info.coding, info.params)
+            pos = decode_positions(blobs.positions, numel, info.count, info.coding, info.params, info.shape)
         else:
             if info.coding != "seeded" or info.positions_bytes:
                 raise FormatError(f"masked tensor {info.name!r}: positions must be seeded")

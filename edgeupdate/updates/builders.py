@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from edgeupdate.updates.entropy import pack_entropy
 from edgeupdate.updates.hashing import StateDict, state_hash
 from edgeupdate.updates.package import (
     FORMAT_VERSION,
@@ -41,6 +42,8 @@ from edgeupdate.updates.values import (
 from edgeupdate.updates.wire import Params
 
 _PLACEHOLDER_HASH = "0" * 64
+VALUE_CODINGS = ("raw", "entropy")
+ENTROPY_PRECISIONS = ("int8", "int8-channel")
 _Entry = tuple[TensorInfo, TensorBlobs, QuantisationError | None]
 
 
@@ -73,23 +76,31 @@ def _lossy_values(values: torch.Tensor, precision: str, channels: np.ndarray, dt
     return blob, quantisation_error(values, sent)
 
 
-def _packed(blob: bytes, prec: str, dtype: torch.dtype, compression: str) -> tuple[bytes, str]:
+def _packed(blob: bytes, prec: str, dtype: torch.dtype, compression: str, value_coding: str,
+            channels: np.ndarray) -> tuple[bytes, str]:
+    """The smallest lossless packing of ``blob`` that the options allow (ties keep ``plain``)."""
     if compression not in VALUE_COMPRESSIONS:
         raise ValueError(f"unknown value compression {compression!r}; expected one of {VALUE_COMPRESSIONS}")
+    if value_coding not in VALUE_CODINGS:
+        raise ValueError(f"unknown value coding {value_coding!r}; expected one of {VALUE_CODINGS}")
+    candidates = [(blob, "plain")]
     if compression == "zstd" and blob:
-        packed = pack_values(blob, prec, dtype)
-        if len(packed) < len(blob):
-            return packed, "zstd"
-    return blob, "plain"
+        candidates.append((pack_values(blob, prec, dtype), "zstd"))
+    if value_coding == "entropy" and blob and prec in ENTROPY_PRECISIONS:
+        n_channels = int(np.unique(channels).size) if prec == "int8-channel" else 1
+        candidates.append((pack_entropy(blob, prec, n_channels), "entropy"))
+    return min(candidates, key=lambda c: len(c[0]))
 
 
-def _dense_entry(name: str, tensor: torch.Tensor, precision: str, compression: str = "none") -> _Entry:
+def _dense_entry(name: str, tensor: torch.Tensor, precision: str, compression: str = "none",
+                 value_coding: str = "raw") -> _Entry:
     t = tensor.detach().to("cpu")
     prec = effective_precision(precision, t.dtype, t.dim())
     numel = t.numel()
     values = _flat(t) if prec in LOSSLESS else _flat(t).to(torch.float32)
-    blob, err = _lossy_values(values, prec, channels_of(np.arange(numel, dtype=np.int64), tuple(t.shape)), t.dtype)
-    blob, packing = _packed(blob, prec, t.dtype, compression)
+    channels = channels_of(np.arange(numel, dtype=np.int64), tuple(t.shape))
+    blob, err = _lossy_values(values, prec, channels, t.dtype)
+    blob, packing = _packed(blob, prec, t.dtype, compression, value_coding, channels)
     info = TensorInfo(name, "dense", tuple(t.shape), dtype_name(t.dtype), "none", prec, "set", "base",
                       numel, 0, len(blob), values_packing=packing)
     return info, TensorBlobs(values=blob), err
@@ -106,14 +117,15 @@ def _delta_values(base: torch.Tensor | None, target: torch.Tensor, pos: np.ndarr
 
 def _sparse_entry(name: str, base: torch.Tensor | None, target: torch.Tensor, positions: np.ndarray,
                   precision: str, coding: str, origin: str, kind: str = "sparse",
-                  params: Params | None = None, compression: str = "none") -> _Entry:
+                  params: Params | None = None, compression: str = "none", value_coding: str = "raw") -> _Entry:
     t = target.detach().to("cpu")
     prec = effective_precision(precision, t.dtype, t.dim())
     mode, values = _delta_values(base, t, positions, prec)
-    blob, err = _lossy_values(values, prec, channels_of(positions, tuple(t.shape)), t.dtype)
-    blob, packing = _packed(blob, prec, t.dtype, compression)
+    channels = channels_of(positions, tuple(t.shape))
+    blob, err = _lossy_values(values, prec, channels, t.dtype)
+    blob, packing = _packed(blob, prec, t.dtype, compression, value_coding, channels)
     if kind == "sparse":
-        coding, pos_blob, pos_params = encode_positions(positions, t.numel(), coding)
+        coding, pos_blob, pos_params = encode_positions(positions, t.numel(), coding, tuple(t.shape))
     else:
         coding, pos_blob, pos_params = "seeded", b"", {}
     info = TensorInfo(name, kind, tuple(t.shape), dtype_name(t.dtype), coding, prec, mode, origin,
@@ -152,12 +164,13 @@ def _assemble(entries: list[_Entry], *, method: str, base: StateDict | None, bas
 
 def dense_package(target: StateDict, *, method: str, target_version: int, base: StateDict | None = None,
                   base_version: int | None = None, precision: str = "fp32", extra: dict | None = None,
-                  value_compression: str = "none") -> UpdatePackage:
+                  value_compression: str = "none", value_coding: str = "raw") -> UpdatePackage:
     """The whole model; with ``base`` the package is bound to that base's hash (used only for the check).
 
     ``value_compression="zstd"``: byte-plane shuffle + zstd of each tensor's value bytes where smaller (lossless).
+    ``value_coding="entropy"``: int8 symbols entropy-coded (adaptive ANS) where smaller (lossless over the symbols).
     """
-    entries = [_dense_entry(name, t, precision, value_compression) for name, t in target.items()]
+    entries = [_dense_entry(name, t, precision, value_compression, value_coding) for name, t in target.items()]
     return _assemble(entries, method=method, base=base, base_version=base_version,
                      target_version=target_version, extra=extra, complete=True)
 
@@ -165,14 +178,15 @@ def dense_package(target: StateDict, *, method: str, target_version: int, base: 
 def sparse_package(base: StateDict | None, target: StateDict, *, method: str, target_version: int,
                    base_version: int | None = None, precision: str = "fp32", coding: str = "golomb",
                    dense_names: Iterable[str] = (), extra: dict | None = None,
-                   value_compression: str = "none") -> UpdatePackage:
+                   value_compression: str = "none", value_coding: str = "raw") -> UpdatePackage:
     """Per tensor, the positions where ``target`` differs (bitwise) from ``base`` plus values.
 
     ``base=None``: an all-zero base (a pruned model from scratch, no base binding; every tensor is
     listed). fp32 sends the new values ("replace", bit-identical result); fp16/int8/int8-channel
-    quantise and add the delta ("add"). ``coding``: bitmap | varint | golomb | auto (smallest).
+    quantise and add the delta ("add"). ``coding``: bitmap | varint | golomb | context | auto (smallest).
     Tensors in ``dense_names`` are sent whole; unchanged tensors are skipped.
     ``value_compression="zstd"``: byte-plane shuffle + zstd of each tensor's value bytes where smaller (lossless).
+    ``value_coding="entropy"``: int8 symbols entropy-coded (adaptive ANS) where smaller (lossless over the symbols).
     """
     dense = set(dense_names)
     unknown = dense - set(target)
@@ -183,7 +197,7 @@ def sparse_package(base: StateDict | None, target: StateDict, *, method: str, ta
     entries: list[_Entry] = []
     for name, t in target.items():
         if name in dense:
-            entries.append(_dense_entry(name, t, precision, value_compression))
+            entries.append(_dense_entry(name, t, precision, value_compression, value_coding))
             continue
         b = None if base is None else base[name]
         if b is not None:
@@ -192,14 +206,15 @@ def sparse_package(base: StateDict | None, target: StateDict, *, method: str, ta
         if pos.size == 0 and base is not None:
             continue
         entries.append(_sparse_entry(name, b, t, pos, precision, coding, "zero" if base is None else "base",
-                                     compression=value_compression))
+                                     compression=value_compression, value_coding=value_coding))
     return _assemble(entries, method=method, base=base, base_version=base_version,
                      target_version=target_version, extra=extra, complete=base is None)
 
 
 def factor_package(base: StateDict, factors: Mapping[str, LayerFactors], dense: StateDict, *, method: str,
                    target_version: int, base_version: int, precision: str = "fp32",
-                   extra: dict | None = None, value_compression: str = "none") -> UpdatePackage:
+                   extra: dict | None = None, value_compression: str = "none",
+                   value_coding: str = "raw") -> UpdatePackage:
     """Factor sets for Conv/FC weights (rebuilt on the device from its own weight) plus dense tensors."""
     entries: list[_Entry] = []
     for name, lf in factors.items():
@@ -227,7 +242,7 @@ def factor_package(base: StateDict, factors: Mapping[str, LayerFactors], dense: 
     for name, t in dense.items():
         if name in factors:
             raise ValueError(f"tensor {name!r} is both factorised and dense")
-        entries.append(_dense_entry(name, t, precision, value_compression))
+        entries.append(_dense_entry(name, t, precision, value_compression, value_coding))
     return _assemble(entries, method=method, base=base, base_version=base_version,
                      target_version=target_version, extra=extra, complete=False)
 
@@ -235,7 +250,8 @@ def factor_package(base: StateDict, factors: Mapping[str, LayerFactors], dense: 
 def seeded_package(base: StateDict, *, generator: str, seed: int, params: dict,
                    values: Mapping[str, torch.Tensor] | None, dense: StateDict, method: str,
                    target_version: int, base_version: int, precision: str = "fp32",
-                   coding: str = "golomb", extra: dict | None = None, value_compression: str = "none") -> UpdatePackage:
+                   coding: str = "golomb", extra: dict | None = None, value_compression: str = "none",
+                   value_coding: str = "raw") -> UpdatePackage:
     """A seed plus trained values; the device regenerates the rest deterministically.
 
     generator ``"mask"`` (RM, Konečný et al. 2016): ``params["p"]``; for each tensor in ``values``
@@ -264,7 +280,7 @@ def seeded_package(base: StateDict, *, generator: str, seed: int, params: dict,
             pos = mask_positions(seed, name, t.numel(), p)
             entries.append(_sparse_entry(name, base[name], t, pos, precision, "none", "base",
                                          kind="masked", params={"seed": int(seed), "p": p},
-                                         compression=value_compression))
+                                         compression=value_compression, value_coding=value_coding))
     elif generator == "init":
         initializer = params.get("initializer")
         if not isinstance(initializer, str):
@@ -277,10 +293,10 @@ def seeded_package(base: StateDict, *, generator: str, seed: int, params: dict,
             pos = _changed_positions(init[name], t)
             if pos.size:
                 entries.append(_sparse_entry(name, init[name], t, pos, precision, coding, "base",
-                                             compression=value_compression))
+                                             compression=value_compression, value_coding=value_coding))
     else:
         raise ValueError(f"unknown generator {generator!r}; expected 'mask' or 'init'")
-    entries += [_dense_entry(name, t, precision, value_compression) for name, t in dense.items()]
+    entries += [_dense_entry(name, t, precision, value_compression, value_coding) for name, t in dense.items()]
     return _assemble(entries, method=method, base=base, base_version=base_version, target_version=target_version,
                      extra=extra, complete=False, initializer=initializer,
                      initializer_seed=int(seed) if initializer else None)

@@ -1,0 +1,206 @@
+"""Adaptive entropy coding of small-integer symbols, on ``constriction``'s ANS coder.
+
+``constriction`` (Bamler, https://bamler-lab.github.io/constriction/) is a maintained Rust library
+with a numpy API: its ``AnsCoder`` codes whole arrays of symbols in one call, each with its own
+model parameters, so an adaptive model costs one Python step per *block*, not per symbol.
+
+Symbols ``s ∈ [0, A)`` are coded in blocks of 8, 8, 16, 32, … (doubling, at most
+:data:`MAX_BLOCK`). Every symbol of a block is coded with the same categorical model, built from
+the counts of all *earlier* blocks: ``P(s) ∝ count(s) + α·base(s)``, so the decoder rebuilds the
+model from what it has already decoded and nothing but one model byte is sent. ``base`` is
+uniform or the power law ``1/((s+1)(s+2))`` (small symbols likely); the encoder tries every
+(base, α) pair and keeps the smallest stream. All model arithmetic is elementwise IEEE float64 of
+exact integers (no reductions), so encoder and decoder build bit-identical models.
+
+Streams are ANS stacks of ``u32`` words: several streams pushed in reverse decode order share one
+coder (:class:`StackEncoder`, :class:`StackDecoder`). A decoder that ends with words left over, or
+a word count that is not a whole number of ``u32``, raises ``FormatError``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import constriction
+import numpy as np
+
+from edgeupdate.updates.errors import FormatError
+
+MAX_BLOCK = 4096
+_FIRST_BLOCK = 8
+_ALPHAS = (0.25, 1.0, 4.0, 16.0)
+_BASES = ("uniform", "power")
+MODELS = tuple((b, a) for b in _BASES for a in _ALPHAS)  # index = the model byte
+_BERNOULLI = constriction.stream.model.Bernoulli(perfect=False)
+
+
+def blocks(n: int) -> Iterator[tuple[int, int]]:
+    """``[start, end)`` of each block for ``n`` symbols: 8, 8, 16, 32, … at most ``MAX_BLOCK``."""
+    start, size = 0, _FIRST_BLOCK
+    while start < n:
+        end = min(n, start + size)
+        yield start, end
+        if start > 0:
+            size = min(2 * size, MAX_BLOCK)
+        start = end
+
+
+def _base(alphabet: int, kind: str) -> np.ndarray:
+    s = np.arange(alphabet, dtype=np.float64)
+    if kind == "uniform":
+        return np.full(alphabet, 1.0 / alphabet)
+    return (alphabet + 1.0) / (alphabet * (s + 1.0) * (s + 2.0))  # Σ 1/((s+1)(s+2)) = A/(A+1), normalised
+
+
+def _block_models(symbols: np.ndarray, alphabet: int, model: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(start, end, probabilities) of every block; ``symbols`` holds at least those decoded so far."""
+    kind, alpha = MODELS[model]
+    prior = alpha * _base(alphabet, kind)
+    counts = np.zeros(alphabet, dtype=np.int64)
+    for start, end in blocks(symbols.size):
+        yield start, end, counts.astype(np.float64) + prior
+        counts += np.bincount(symbols[start:end], minlength=alphabet)[:alphabet]
+
+
+class StackEncoder:
+    """Collects streams; ``push`` them in *reverse* of the order the decoder reads them."""
+
+    def __init__(self) -> None:
+        self._coder = constriction.stream.stack.AnsCoder()
+
+    def push_adaptive(self, symbols: np.ndarray, alphabet: int, model: int) -> None:
+        s = np.ascontiguousarray(symbols, dtype=np.int32)
+        if s.size and (int(s.min()) < 0 or int(s.max()) >= alphabet):
+            raise ValueError(f"symbols must lie in [0, {alphabet})")
+        if alphabet == 1:  # nothing to code: every symbol is 0
+            return
+        parts = list(_block_models(s, alphabet, model))
+        for start, end, probs in reversed(parts):
+            self._coder.encode_reverse(s[start:end], constriction.stream.model.Categorical(probs, perfect=False))
+
+    def push_bernoulli(self, bits: np.ndarray, p: np.ndarray) -> None:
+        if bits.size:
+            self._coder.encode_reverse(np.ascontiguousarray(bits, dtype=np.int32), _BERNOULLI,
+                                       np.ascontiguousarray(p, dtype=np.float64))
+
+    def bits(self) -> int:
+        return int(self._coder.num_bits())
+
+    def data(self) -> bytes:
+        return self._coder.get_compressed().astype("<u4").tobytes()
+
+
+class StackDecoder:
+    """Reads the streams of a :class:`StackEncoder` in order; :meth:`finish` checks nothing is left."""
+
+    def __init__(self, data: bytes, what: str) -> None:
+        if len(data) % 4:
+            raise FormatError(f"{what}: entropy-coded stream of {len(data)} bytes is not whole 32-bit words")
+        words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+        if words.size and words[-1] == 0:
+            raise FormatError(f"{what}: entropy-coded stream ends in a zero word")
+        self._coder = constriction.stream.stack.AnsCoder(words)
+        self.what = what
+
+    def adaptive(self, count: int, alphabet: int, model: int) -> np.ndarray:
+        if not 0 <= model < len(MODELS):
+            raise FormatError(f"{self.what}: unknown entropy model {model}")
+        out = np.zeros(count, dtype=np.int64)
+        if alphabet == 1:
+            return out
+        for start, end, probs in _block_models(out, alphabet, model):
+            out[start:end] = self._coder.decode(constriction.stream.model.Categorical(probs, perfect=False), end - start)
+        return out
+
+    def bernoulli(self, p: np.ndarray) -> np.ndarray:
+        if p.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        return self._coder.decode(_BERNOULLI, np.ascontiguousarray(p, dtype=np.float64)).astype(np.int64)
+
+    def finish(self) -> None:
+        if not self._coder.is_empty():
+            raise FormatError(f"{self.what}: entropy-coded stream has data left after its symbols")
+
+
+def best_adaptive_model(symbols: np.ndarray, alphabet: int) -> int:
+    """The model byte whose adaptive stream for ``symbols`` is smallest."""
+    costs = []
+    for m in range(len(MODELS)):
+        enc = StackEncoder()
+        enc.push_adaptive(symbols, alphabet, m)
+        costs.append(enc.bits())
+    return int(np.argmin(costs))
+
+
+def empirical_entropy_bits(symbols: np.ndarray) -> float:
+    """Empirical (order-0) entropy of ``symbols`` in bits per symbol (0 for fewer than 2 distinct)."""
+    if symbols.size == 0:
+        return 0.0
+    _, counts = np.unique(symbols, return_counts=True)
+    p = counts / symbols.size
+    return float(-(p * np.log2(p)).sum()) if counts.size > 1 else 0.0
+
+
+# --- int8 value symbols ---------------------------------------------------------------------------
+
+_MAGNITUDES = 128  # |q| ∈ [0, 127]
+
+
+def encode_int8_symbols(q: np.ndarray) -> bytes:
+    """Entropy-code int8 symbols ``q`` ∈ [−127, 127]: adaptive magnitudes, then adaptive signs of the non-zero ones.
+
+    Layout: ``u8 magnitude model | u8 sign model | ANS words``.
+    """
+    q = np.asarray(q, dtype=np.int64)
+    if q.size and (q.min() < -127 or q.max() > 127):
+        raise ValueError("int8 symbols must lie in [-127, 127]")
+    mags = np.abs(q)
+    signs = (q[q != 0] < 0).astype(np.int64)
+    mm, sm = best_adaptive_model(mags, _MAGNITUDES), best_adaptive_model(signs, 2)
+    enc = StackEncoder()
+    enc.push_adaptive(signs, 2, sm)
+    enc.push_adaptive(mags, _MAGNITUDES, mm)
+    return bytes((mm, sm)) + enc.data()
+
+
+def decode_int8_symbols(data: bytes, count: int) -> np.ndarray:
+    """Inverse of :func:`encode_int8_symbols` for ``count`` symbols (an int8 array)."""
+    if len(data) < 2:
+        raise FormatError("entropy-coded values: missing model bytes")
+    dec = StackDecoder(data[2:], "entropy-coded values")
+    mags = dec.adaptive(count, _MAGNITUDES, data[0])
+    nonzero = mags != 0
+    signs = dec.adaptive(int(nonzero.sum()), 2, data[1])
+    dec.finish()
+    q = mags.copy()
+    q[np.flatnonzero(nonzero)[signs == 1]] *= -1
+    return q.astype(np.int8)
+
+
+def scale_bytes(precision: str, n_channels: int) -> int:
+    """Bytes of float32 scales in front of int8 symbols."""
+    return 4 * n_channels if precision == "int8-channel" else 4
+
+
+def pack_entropy(plain: bytes, precision: str, n_channels: int) -> bytes:
+    """Entropy-pack plain int8 value bytes (scales kept raw, symbols coded)."""
+    if precision not in ("int8", "int8-channel"):
+        raise ValueError(f"entropy value coding needs int8 symbols, not precision {precision!r}")
+    head = scale_bytes(precision, n_channels)
+    return plain[:head] + encode_int8_symbols(np.frombuffer(plain[head:], dtype=np.int8))
+
+
+def unpack_entropy(packed: bytes, precision: str, count: int, n_channels: int) -> bytes:
+    """Inverse of :func:`pack_entropy`: the plain value bytes for ``count`` values."""
+    if precision not in ("int8", "int8-channel"):
+        raise FormatError(f"entropy-coded values with precision {precision!r}")
+    head = scale_bytes(precision, n_channels)
+    if len(packed) < head:
+        raise FormatError(f"entropy-coded values: {len(packed)} bytes cannot hold {head} scale bytes")
+    return packed[:head] + decode_int8_symbols(packed[head:], count).tobytes()
+
+
+def bits_per_symbol(nbytes: int, count: int) -> float:
+    """Coded bits per symbol (``nan`` for no symbols)."""
+    return 8.0 * nbytes / count if count else math.nan
