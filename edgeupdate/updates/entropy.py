@@ -145,22 +145,52 @@ def empirical_entropy_bits(symbols: np.ndarray) -> float:
 # --- int8 value symbols ---------------------------------------------------------------------------
 
 _MAGNITUDES = 128  # |q| ∈ [0, 127]
+# Bucketed magnitudes (for few values, where learning 128 probabilities costs too much): the bucket
+# index is coded adaptively, the offset inside the bucket uniformly (exp-Golomb-like, two per octave).
+_EDGES = np.array([0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128], dtype=np.int64)
+_WIDTHS = np.diff(_EDGES)
+_BUCKETED = 0x80
+_UNIFORM = constriction.stream.model.Uniform()
+
+
+def _push_magnitudes(enc: StackEncoder, mags: np.ndarray, model: int) -> None:
+    if model & _BUCKETED:
+        bucket = np.searchsorted(_EDGES, mags, side="right") - 1
+        wide = _WIDTHS[bucket] > 1
+        if wide.any():
+            enc._coder.encode_reverse((mags - _EDGES[bucket])[wide].astype(np.int32), _UNIFORM,
+                                      _WIDTHS[bucket][wide].astype(np.int32))
+        enc.push_adaptive(bucket, _WIDTHS.size, model & ~_BUCKETED)
+    else:
+        enc.push_adaptive(mags, _MAGNITUDES, model)
+
+
+def _magnitude_model(mags: np.ndarray) -> int:
+    """The smallest of every adaptive model, over the full alphabet or over buckets."""
+    best, best_bits = 0, None
+    for flag in (0, _BUCKETED):
+        for m in range(len(MODELS)):
+            enc = StackEncoder()
+            _push_magnitudes(enc, mags, flag | m)
+            if best_bits is None or enc.bits() < best_bits:
+                best, best_bits = flag | m, enc.bits()
+    return best
 
 
 def encode_int8_symbols(q: np.ndarray) -> bytes:
     """Entropy-code int8 symbols ``q`` ∈ [−127, 127]: adaptive magnitudes, then adaptive signs of the non-zero ones.
 
-    Layout: ``u8 magnitude model | u8 sign model | ANS words``.
+    Layout: ``u8 magnitude model | u8 sign model | ANS words``; magnitude model bit 7: bucketed.
     """
     q = np.asarray(q, dtype=np.int64)
     if q.size and (q.min() < -127 or q.max() > 127):
         raise ValueError("int8 symbols must lie in [-127, 127]")
     mags = np.abs(q)
     signs = (q[q != 0] < 0).astype(np.int64)
-    mm, sm = best_adaptive_model(mags, _MAGNITUDES), best_adaptive_model(signs, 2)
+    mm, sm = _magnitude_model(mags), best_adaptive_model(signs, 2)
     enc = StackEncoder()
     enc.push_adaptive(signs, 2, sm)
-    enc.push_adaptive(mags, _MAGNITUDES, mm)
+    _push_magnitudes(enc, mags, mm)
     return bytes((mm, sm)) + enc.data()
 
 
@@ -169,7 +199,15 @@ def decode_int8_symbols(data: bytes, count: int) -> np.ndarray:
     if len(data) < 2:
         raise FormatError("entropy-coded values: missing model bytes")
     dec = StackDecoder(data[2:], "entropy-coded values")
-    mags = dec.adaptive(count, _MAGNITUDES, data[0])
+    mm = data[0]
+    if mm & _BUCKETED:
+        bucket = dec.adaptive(count, _WIDTHS.size, mm & ~_BUCKETED)
+        mags = _EDGES[bucket].copy()
+        wide = _WIDTHS[bucket] > 1
+        if wide.any():
+            mags[wide] += dec._coder.decode(_UNIFORM, _WIDTHS[bucket][wide].astype(np.int32)).astype(np.int64)
+    else:
+        mags = dec.adaptive(count, _MAGNITUDES, mm)
     nonzero = mags != 0
     signs = dec.adaptive(int(nonzero.sum()), 2, data[1])
     dec.finish()
