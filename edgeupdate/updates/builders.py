@@ -88,7 +88,9 @@ def _packed(blob: bytes, prec: str, dtype: torch.dtype, compression: str, value_
         candidates.append((pack_values(blob, prec, dtype), "zstd"))
     if value_coding == "entropy" and blob and prec in ENTROPY_PRECISIONS:
         n_channels = int(np.unique(channels).size) if prec == "int8-channel" else 1
-        candidates.append((pack_entropy(blob, prec, n_channels), "entropy"))
+        packed = pack_entropy(blob, prec, n_channels)
+        if packed is not None:
+            candidates.append((packed, "entropy"))
     return min(candidates, key=lambda c: len(c[0]))
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from edgeupdate.updates.errors import FormatError
 
 MAX_BLOCK = 4096
+MAX_SYMBOLS_PER_BYTE = 4096  # format rule for value streams: bounds what a decoder allocates from a short stream
 _FIRST_BLOCK = 8
 _ALPHAS = (0.25, 1.0, 4.0, 16.0)
 _BASES = ("uniform", "power")
@@ -221,12 +222,16 @@ def scale_bytes(precision: str, n_channels: int) -> int:
     return 4 * n_channels if precision == "int8-channel" else 4
 
 
-def pack_entropy(plain: bytes, precision: str, n_channels: int) -> bytes:
-    """Entropy-pack plain int8 value bytes (scales kept raw, symbols coded)."""
+def pack_entropy(plain: bytes, precision: str, n_channels: int) -> bytes | None:
+    """Entropy-pack plain int8 value bytes (scales kept raw, symbols coded); None when the stream
+    would hold more than :data:`MAX_SYMBOLS_PER_BYTE` symbols per byte (the decoder's allocation bound)."""
     if precision not in ("int8", "int8-channel"):
         raise ValueError(f"entropy value coding needs int8 symbols, not precision {precision!r}")
     head = scale_bytes(precision, n_channels)
-    return plain[:head] + encode_int8_symbols(np.frombuffer(plain[head:], dtype=np.int8))
+    coded = encode_int8_symbols(np.frombuffer(plain[head:], dtype=np.int8))
+    if len(plain) - head > MAX_SYMBOLS_PER_BYTE * len(coded):
+        return None
+    return plain[:head] + coded
 
 
 def unpack_entropy(packed: bytes, precision: str, count: int, n_channels: int) -> bytes:
@@ -236,6 +241,9 @@ def unpack_entropy(packed: bytes, precision: str, count: int, n_channels: int) -
     head = scale_bytes(precision, n_channels)
     if len(packed) < head:
         raise FormatError(f"entropy-coded values: {len(packed)} bytes cannot hold {head} scale bytes")
+    if count > MAX_SYMBOLS_PER_BYTE * (len(packed) - head):
+        raise FormatError(f"entropy-coded values: {count} symbols in {len(packed) - head} bytes "
+                          f"(at most {MAX_SYMBOLS_PER_BYTE} per byte)")
     return packed[:head] + decode_int8_symbols(packed[head:], count).tobytes()
 
 

@@ -160,6 +160,17 @@ def test_malformed_value_streams_raise_format_error() -> None:
         _assert_rejected_quickly(lambda: decode_int8_symbols(bytes(bad), int(rng.integers(0, 2000))))
 
 
+def test_value_stream_length_bounds_the_symbol_count() -> None:
+    from edgeupdate.updates.entropy import MAX_SYMBOLS_PER_BYTE, pack_entropy, unpack_entropy
+
+    zeros = np.zeros(100_000, dtype=np.int8)
+    plain = np.float32(0.5).tobytes() + zeros.tobytes()
+    assert pack_entropy(plain, "int8", 1) is None  # would code 100 000 symbols in a few bytes: stays plain
+    small = np.float32(0.5).tobytes() + encode_int8_symbols(np.ones(3, dtype=np.int8))
+    with pytest.raises(FormatError, match="per byte"):
+        unpack_entropy(small, "int8", MAX_SYMBOLS_PER_BYTE * (len(small) - 4) + 1, 1)
+
+
 def test_malformed_context_streams_raise_format_error() -> None:
     shape = (32, 48)
     rng = np.random.default_rng(5)
