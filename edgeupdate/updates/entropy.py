@@ -4,13 +4,15 @@
 with a numpy API: its ``AnsCoder`` codes whole arrays of symbols in one call, each with its own
 model parameters, so an adaptive model costs one Python step per *block*, not per symbol.
 
-Symbols ``s ∈ [0, A)`` are coded in blocks of 8, 8, 16, 32, … (doubling, at most
-:data:`MAX_BLOCK`). Every symbol of a block is coded with the same categorical model, built from
-the counts of all *earlier* blocks: ``P(s) ∝ count(s) + α·base(s)``, so the decoder rebuilds the
-model from what it has already decoded and nothing but one model byte is sent. ``base`` is
-uniform or the power law ``1/((s+1)(s+2))`` (small symbols likely); the encoder tries every
-(base, α) pair and keeps the smallest stream. All model arithmetic is elementwise IEEE float64 of
-exact integers (no reductions), so encoder and decoder build bit-identical models.
+Symbols ``s ∈ [0, A)`` are coded in blocks of 16 symbols, then of 1/32 of the symbols already
+coded (at most :data:`MAX_BLOCK`). Every symbol of a block is coded with the same categorical
+model, built from the counts of all *earlier* blocks: ``P(s) ∝ (K ∗ count)(s)/ΣK + α·base(s)``,
+so the decoder rebuilds the model from what it has already decoded and nothing but one model byte
+is sent. ``K`` is a small integer smoothing kernel (neighbouring magnitudes are about as likely:
+it cuts the cost of learning a smooth distribution from few values), ``base`` is uniform or the
+power law ``1/((s+1)(s+2))`` (small symbols likely). The encoder picks (base, α), then ``K``, by
+the smallest stream. All model arithmetic is integer convolution plus elementwise IEEE float64
+(no float reductions), so encoder and decoder build bit-identical models.
 
 Streams are ANS stacks of ``u32`` words: several streams pushed in reverse decode order share one
 coder (:class:`StackEncoder`, :class:`StackDecoder`). A decoder that ends with words left over, or
@@ -28,22 +30,22 @@ import numpy as np
 from edgeupdate.updates.errors import FormatError
 
 MAX_BLOCK = 4096
+_FIRST_BLOCK = 16
+_BLOCK_FRACTION = 32
 MAX_SYMBOLS_PER_BYTE = 4096  # format rule for value streams: bounds what a decoder allocates from a short stream
-_FIRST_BLOCK = 8
 _ALPHAS = (0.25, 1.0, 4.0, 16.0)
 _BASES = ("uniform", "power")
-MODELS = tuple((b, a) for b in _BASES for a in _ALPHAS)  # index = the model byte
+_KERNELS = ((1,), (1, 2, 1), (1, 2, 3, 2, 1), (1, 2, 3, 4, 3, 2, 1))
+MODELS = tuple((b, a, k) for k in range(len(_KERNELS)) for b in _BASES for a in _ALPHAS)  # index = the model byte
 _BERNOULLI = constriction.stream.model.Bernoulli(perfect=False)
 
 
 def blocks(n: int) -> Iterator[tuple[int, int]]:
-    """``[start, end)`` of each block for ``n`` symbols: 8, 8, 16, 32, … at most ``MAX_BLOCK``."""
-    start, size = 0, _FIRST_BLOCK
+    """``[start, end)`` of each block for ``n`` symbols: 16, then 1/32 of those before, at most ``MAX_BLOCK``."""
+    start = 0
     while start < n:
-        end = min(n, start + size)
+        end = min(n, start + max(_FIRST_BLOCK, min(MAX_BLOCK, start // _BLOCK_FRACTION)))
         yield start, end
-        if start > 0:
-            size = min(2 * size, MAX_BLOCK)
         start = end
 
 
@@ -56,11 +58,13 @@ def _base(alphabet: int, kind: str) -> np.ndarray:
 
 def _block_models(symbols: np.ndarray, alphabet: int, model: int) -> Iterator[tuple[int, int, np.ndarray]]:
     """(start, end, probabilities) of every block; ``symbols`` holds at least those decoded so far."""
-    kind, alpha = MODELS[model]
+    kind, alpha, k = MODELS[model]
+    kernel = np.array(_KERNELS[k], dtype=np.int64)
     prior = alpha * _base(alphabet, kind)
     counts = np.zeros(alphabet, dtype=np.int64)
     for start, end in blocks(symbols.size):
-        yield start, end, counts.astype(np.float64) + prior
+        smooth = np.convolve(counts, kernel)[kernel.size // 2: kernel.size // 2 + alphabet]
+        yield start, end, smooth.astype(np.float64) / float(kernel.sum()) + prior
         counts += np.bincount(symbols[start:end], minlength=alphabet)[:alphabet]
 
 
@@ -124,14 +128,24 @@ class StackDecoder:
             raise FormatError(f"{self.what}: entropy-coded stream has data left after its symbols")
 
 
+def _bits(push, model: int) -> int:
+    enc = StackEncoder()
+    push(enc, model)
+    return enc.bits()
+
+
+def _best_model(push) -> int:
+    """(base, α) with no smoothing first, then the smoothing kernel: the model byte of the smallest stream."""
+    plain = [m for m, (_, _, k) in enumerate(MODELS) if k == 0]
+    first = min(plain, key=lambda m: _bits(push, m))
+    kind, alpha, _ = MODELS[first]
+    same = [m for m, (b, a, _) in enumerate(MODELS) if (b, a) == (kind, alpha)]
+    return min(same, key=lambda m: _bits(push, m))
+
+
 def best_adaptive_model(symbols: np.ndarray, alphabet: int) -> int:
     """The model byte whose adaptive stream for ``symbols`` is smallest."""
-    costs = []
-    for m in range(len(MODELS)):
-        enc = StackEncoder()
-        enc.push_adaptive(symbols, alphabet, m)
-        costs.append(enc.bits())
-    return int(np.argmin(costs))
+    return _best_model(lambda enc, m: enc.push_adaptive(symbols, alphabet, m))
 
 
 def empirical_entropy_bits(symbols: np.ndarray) -> float:
@@ -167,15 +181,10 @@ def _push_magnitudes(enc: StackEncoder, mags: np.ndarray, model: int) -> None:
 
 
 def _magnitude_model(mags: np.ndarray) -> int:
-    """The smallest of every adaptive model, over the full alphabet or over buckets."""
-    best, best_bits = 0, None
-    for flag in (0, _BUCKETED):
-        for m in range(len(MODELS)):
-            enc = StackEncoder()
-            _push_magnitudes(enc, mags, flag | m)
-            if best_bits is None or enc.bits() < best_bits:
-                best, best_bits = flag | m, enc.bits()
-    return best
+    """The smallest of the adaptive models, over the full alphabet or over buckets."""
+    full = _best_model(lambda enc, m: _push_magnitudes(enc, mags, m))
+    bucketed = _best_model(lambda enc, m: _push_magnitudes(enc, mags, _BUCKETED | m)) | _BUCKETED
+    return min((full, bucketed), key=lambda m: _bits(lambda enc, mm: _push_magnitudes(enc, mags, mm), m))
 
 
 def encode_int8_symbols(q: np.ndarray) -> bytes:
