@@ -135,6 +135,41 @@ def _sparse_entry(name: str, base: torch.Tensor | None, target: torch.Tensor, po
     return info, TensorBlobs(positions=pos_blob, values=blob), err
 
 
+def _int8_at_step(values: torch.Tensor, step: np.float32) -> bytes:
+    """int8 value bytes (scale + symbols) of ``values`` at a given ``step``; their |values| must fit 127 steps."""
+    q = np.clip(np.rint(values.numpy().astype(np.float32) / step), -127, 127).astype(np.int8)
+    return np.float32(step).astype("<f4").tobytes() + q.tobytes()
+
+
+def _dense_or_delta_entry(name: str, base: torch.Tensor, target: torch.Tensor, precision: str, coding: str,
+                          compression: str, value_coding: str) -> _Entry | None:
+    """A tensor meant to be sent whole. With entropy-coded int8 values it may instead go as the changed
+    entries' deltas quantised at the *whole tensor's* int8 step (so its error bound is that of the
+    dense int8 tensor): small changes then cost a few bits each. The smaller of the two is kept;
+    ``None`` when the tensor did not change at all."""
+    dense = _dense_entry(name, target, precision, compression, value_coding)
+    t = target.detach().to("cpu")
+    prec = effective_precision(precision, t.dtype, t.dim())
+    if value_coding != "entropy" or prec != "int8":
+        return dense
+    pos = _changed_positions(base, t)
+    if pos.size == 0:
+        return None
+    step = np.frombuffer(dense[1].values[:4], dtype="<f4")[0] if dense[0].values_packing != "zstd" else np.float32(0)
+    _, delta = _delta_values(base, t, pos, prec)
+    if not step > 0 or float(delta.abs().max()) > 127 * float(step):
+        return dense
+    blob = _int8_at_step(delta, step)
+    sent = decode_values(blob, prec, pos.size, t.dtype)
+    channels = channels_of(pos, tuple(t.shape))
+    blob, packing = _packed(blob, prec, t.dtype, compression, value_coding, channels)
+    coding, pos_blob, pos_params = encode_positions(pos, t.numel(), coding, tuple(t.shape))
+    info = TensorInfo(name, "sparse", tuple(t.shape), dtype_name(t.dtype), coding, prec, "add", "base",
+                      int(pos.size), len(pos_blob), len(blob), (), dict(pos_params), packing)
+    delta_entry = (info, TensorBlobs(positions=pos_blob, values=blob), quantisation_error(delta, sent))
+    return min((dense, delta_entry), key=lambda e: e[0].body_bytes)
+
+
 def _changed_positions(base: torch.Tensor | None, target: torch.Tensor) -> np.ndarray:
     tb = _bits(target)
     if base is None:
@@ -186,7 +221,9 @@ def sparse_package(base: StateDict | None, target: StateDict, *, method: str, ta
     ``base=None``: an all-zero base (a pruned model from scratch, no base binding; every tensor is
     listed). fp32 sends the new values ("replace", bit-identical result); fp16/int8/int8-channel
     quantise and add the delta ("add"). ``coding``: bitmap | varint | golomb | context | auto (smallest).
-    Tensors in ``dense_names`` are sent whole; unchanged tensors are skipped.
+    Tensors in ``dense_names`` are sent whole; unchanged tensors are skipped. With
+    ``value_coding="entropy"`` and int8, a ``dense_names`` tensor may instead be sent as its changed
+    entries' deltas at the dense tensor's own int8 step (same error bound), whichever is smaller.
     ``value_compression="zstd"``: byte-plane shuffle + zstd of each tensor's value bytes where smaller (lossless).
     ``value_coding="entropy"``: int8 symbols entropy-coded (adaptive ANS) where smaller (lossless over the symbols).
     """
@@ -199,7 +236,10 @@ def sparse_package(base: StateDict | None, target: StateDict, *, method: str, ta
     entries: list[_Entry] = []
     for name, t in target.items():
         if name in dense:
-            entries.append(_dense_entry(name, t, precision, value_compression, value_coding))
+            entry = (_dense_entry(name, t, precision, value_compression, value_coding) if base is None else
+                     _dense_or_delta_entry(name, base[name], t, precision, coding, value_compression, value_coding))
+            if entry is not None:
+                entries.append(entry)
             continue
         b = None if base is None else base[name]
         if b is not None:

@@ -189,3 +189,21 @@ def test_malformed_context_streams_raise_format_error() -> None:
         _assert_rejected_quickly(lambda: decode_context(bytes(bad), shape, int(rng.integers(0, 200))))
     # a header claiming a huge tensor with a tiny stream fails fast, without a huge allocation
     _assert_rejected_quickly(lambda: decode_context(good, (1 << 13, 1 << 13), positions.size))
+
+
+def test_dense_names_go_as_deltas_at_the_dense_step_when_smaller() -> None:
+    g = torch.Generator().manual_seed(4)
+    base = {"w": torch.randn(32, 50, generator=g), "b": torch.randn(256, generator=g)}
+    target = {"w": base["w"].clone(), "b": base["b"] + 1e-3 * torch.randn(256, generator=g)}
+    target["w"][0, :5] += 0.3
+    kw = dict(method="dpu", target_version=1, base_version=0, precision="int8", coding="auto", dense_names=["b"])
+    raw = sparse_package(base, target, **kw)
+    ent = sparse_package(base, target, value_coding="entropy", **kw)
+    rows = {t.name: t for t in ent.header.tensors}
+    assert rows["b"].kind == "sparse" and rows["b"].mode == "add"
+    assert rows["b"].body_bytes < 0.3 * next(t for t in raw.header.tensors if t.name == "b").body_bytes
+    step = float(target["b"].abs().max()) / 127  # the dense int8 tensor's step: the same error bound
+    out = UpdatePackage.decode(ent.encode()).apply(base)
+    assert float((out["b"] - target["b"]).abs().max()) <= step / 2 * (1 + 1e-5)
+    unchanged = sparse_package(base, {"w": target["w"], "b": base["b"].clone()}, value_coding="entropy", **kw)
+    assert "b" not in {t.name for t in unchanged.header.tensors}  # an unchanged dense tensor is not sent
