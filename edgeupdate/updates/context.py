@@ -30,6 +30,7 @@ from edgeupdate.updates.errors import FormatError
 _Q = 16
 _PRIORS = (1, 4, 16, 64)
 _MAX_LINE = 1 << 16  # line length bound: the count alphabet is L + 1
+MAX_LINES_PER_BYTE = 4096  # format rule: bounds the line counts a decoder allocates from a short stream
 _MAX_BLOCKS = 256
 _P_MAX = 1.0 - 2.0 ** -16
 
@@ -101,11 +102,17 @@ def encode_context(positions: np.ndarray, shape: tuple[int, ...]) -> bytes:
         cm = None
         for prior in range(len(_PRIORS)):
             data, cm = _encode_variant(mask, orientation * len(_PRIORS) + prior, cm)
-            if best is None or len(data) < len(best):
+            if n_lines_ok(mask.shape[orientation], len(data)) and (best is None or len(data) < len(best)):
                 best = data
     if best is None:
-        raise ValueError(f"context coding needs a line of at most {_MAX_LINE} weights; shape {shape} has none")
+        raise ValueError(f"context coding of shape {shape}: no orientation has lines of at most {_MAX_LINE} "
+                         f"weights and at most {MAX_LINES_PER_BYTE} lines per stream byte")
     return best
+
+
+def n_lines_ok(n_lines: int, nbytes: int) -> bool:
+    """The format's bound on lines per stream byte (so a short stream cannot make the decoder allocate much)."""
+    return n_lines <= MAX_LINES_PER_BYTE * max(nbytes - 2, 1)
 
 
 def context_supported(shape: tuple[int, ...]) -> bool:
@@ -125,6 +132,8 @@ def decode_context(data: bytes, shape: tuple[int, ...], count: int) -> np.ndarra
     n_lines, length = (rows, cols) if orientation == 0 else (cols, rows)
     if length > _MAX_LINE:
         raise FormatError(f"context positions: line of {length} weights exceeds {_MAX_LINE}")
+    if not n_lines_ok(n_lines, len(data)):
+        raise FormatError(f"context positions: {n_lines} lines in a {len(data)}-byte stream")
     dec = StackDecoder(data[2:], "context positions")
     counts = dec.adaptive(n_lines, length + 1, cm)
     if int(counts.sum()) != count:

@@ -198,8 +198,13 @@ def encode_positions(positions: np.ndarray, numel: int, coding: str,
     p = _check_positions(positions, numel)
     if coding == "auto":
         shp = _shape(numel, shape)
-        candidates = [c for c in CODINGS if c != "context" or context_supported(shp)]
-        return min((encode_positions(p, numel, c, shp) for c in candidates), key=lambda t: len(t[1]))
+        results = [encode_positions(p, numel, c, shp) for c in CODINGS if c != "context"]
+        if context_supported(shp):
+            try:
+                results.append(encode_positions(p, numel, "context", shp))
+            except ValueError:  # no orientation within the format's bounds: not a candidate
+                pass
+        return min(results, key=lambda t: len(t[1]))
     if coding == "context":
         return coding, encode_context(p, _shape(numel, shape)), {}
     if coding == "bitmap":

@@ -189,6 +189,15 @@ def test_malformed_context_streams_raise_format_error() -> None:
         _assert_rejected_quickly(lambda: decode_context(bytes(bad), shape, int(rng.integers(0, 200))))
     # a header claiming a huge tensor with a tiny stream fails fast, without a huge allocation
     _assert_rejected_quickly(lambda: decode_context(good, (1 << 13, 1 << 13), positions.size))
+    with pytest.raises(FormatError, match="lines in a"):
+        decode_context(bytes([4, 0, 1, 0, 0, 0]), (1 << 26,), 0)  # 2^26 one-weight lines from 4 bytes
+
+
+def test_auto_skips_context_outside_its_bounds() -> None:
+    numel = 1 << 17  # a 1-d tensor: one line too long, or 2^17 one-weight lines in a tiny stream
+    used, blob, params = encode_positions(np.array([], dtype=np.int64), numel, "auto", (numel,))
+    assert used != "context"
+    assert decode_positions(blob, numel, 0, used, params, (numel,)).size == 0
 
 
 def test_dense_names_go_as_deltas_at_the_dense_step_when_smaller() -> None:
