@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.edgeupdate-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast test-slow bench clean-runs install
+.PHONY: demo test test-fast test-slow bench clean-runs install peers
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,3 +33,14 @@ bench: $(STAMP)
 
 clean-runs:
 	rm -rf runs/
+
+# The MPEG NNC peer (benchmarks/package_vs_nnc.py): NNCodec pins numpy < 2, so it gets its own
+# virtualenv, never the project's. Builds the DeepCABAC C++ extension (needs g++, ~2 min).
+PEERS  ?= build/peers/nnc
+$(PEERS)/.nncodec-installed:
+	@test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet numpy==1.26.4 pybind11==2.13.6 setuptools==75.8.0 wheel==0.45.1 h5py==3.12.1 tqdm==4.67.1
+	$(PEERS)/bin/python -m pip install --quiet --no-deps --no-build-isolation nncodec==2.1.3
+	@touch $@
+
+peers: $(PEERS)/.nncodec-installed

@@ -6,8 +6,9 @@ Adam (lr 1e-3, 16 steps of batch 64) on 1024 synthetic MNIST-like images (class 
 with the largest global contribution δw² (thesis Eq. 5.8) keep their retrained value, the rest are
 rewound to the base — a realistic, structured mask. For each k the script builds real packages
 and reports their encoded size: fp32 (plain and zstd-packed), fp16, int8 (per tensor and per output
-channel) values with Golomb positions,
-bits per weight of each position coding over all I weights next to the Shannon bound H(k), and
+channel) values with Golomb positions, int8 with entropy-coded values and the smallest position
+coding per tensor (``value_coding="entropy"``, ``coding="auto"``, with bits per value next to the
+empirical entropy of the int8 symbols), bits per weight of each position coding over all I weights next to the Shannon bound H(k), and
 zstd -19 of the same delta stored densely in fp32 (the "retrain then zstd" alternative).
 Timings are the median of 3 runs of: building the package (incl. target hash), encode(),
 decode() and apply() on the device side.
@@ -32,7 +33,7 @@ from edgeupdate.training import TensorData, TrainConfig, train
 from edgeupdate.updates import UpdatePackage, encode_positions, entropy_bound_bits, sparse_package
 
 KS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.2)
-CODINGS = ("bitmap", "varint", "golomb")
+CODINGS = ("bitmap", "varint", "golomb", "context")
 
 
 def synthetic_mnist(n: int, seed: int) -> TensorData:
@@ -87,14 +88,19 @@ def measure(k: float, base: dict, full: dict, repeats: int) -> dict:
                                            precision="int8").encode())
     row["fp32z_bytes"] = len(sparse_package(base, target, method="dpu", target_version=1, base_version=0,
                                             value_compression="zstd").encode())
+    coded = sparse_package(base, target, method="dpu", target_version=1, base_version=0, precision="int8",
+                           coding="auto", value_coding="entropy")
+    row["int8e_bytes"] = len(coded.encode())
+    values = coded.describe()["int8_values"]
+    row["val_bpv"], row["val_entropy"] = values["bits_per_value"], values["empirical_entropy_bits"]
     changed = sum(int(t.count) for t in pkgs["fp32"].header.tensors)
     row["changed"] = changed
     positions = {n: np.flatnonzero((base[n] != target[n]).reshape(-1).numpy()) for n in base}
     best_bytes = 0
     for c in CODINGS:
-        nbytes = [len(encode_positions(positions[n], base[n].numel(), c)[1]) for n in base]
+        nbytes = [len(encode_positions(positions[n], base[n].numel(), c, tuple(base[n].shape))[1]) for n in base]
         row[f"{c}_bpw"] = 8 * sum(nbytes) / weights
-    best_bytes = sum(len(encode_positions(positions[n], base[n].numel(), "auto")[1]) for n in base)
+    best_bytes = sum(len(encode_positions(positions[n], base[n].numel(), "auto", tuple(base[n].shape))[1]) for n in base)
     row["best_bpw"] = 8 * best_bytes / weights
     row["bound_bpw"] = entropy_bound_bits(changed / weights)
     row["ratio"] = row["best_bpw"] / row["bound_bpw"]
@@ -116,7 +122,10 @@ COLUMNS = [
     ("k", "k", "{:g}"), ("changed", "changed", "{:d}"),
     ("fp32_bytes", "fp32 B", "{:d}"), ("fp32z_bytes", "fp32+zstd B", "{:d}"), ("fp16_bytes", "fp16 B", "{:d}"),
     ("int8_bytes", "int8 B", "{:d}"), ("int8-channel_bytes", "int8-ch B", "{:d}"),
+    ("int8e_bytes", "int8 entropy+auto B", "{:d}"), ("val_bpv", "int8 b/value", "{:.3f}"),
+    ("val_entropy", "symbol H b/value", "{:.3f}"),
     ("bitmap_bpw", "bitmap b/w", "{:.4f}"), ("varint_bpw", "varint b/w", "{:.4f}"), ("golomb_bpw", "golomb b/w", "{:.4f}"),
+    ("context_bpw", "context b/w", "{:.4f}"),
     ("best_bpw", "best b/w", "{:.4f}"), ("bound_bpw", "H(k) b/w", "{:.4f}"), ("ratio", "best/H", "{:.3f}"),
     ("zstd_bytes", "zstd-19 fp32 Δ B", "{:d}"), ("int8_rel_rms", "int8-ch rel err", "{:.4f}"),
     ("build_ms", "build ms", "{:.1f}"), ("encode_ms", "encode ms", "{:.1f}"),
@@ -150,6 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"MLP 784-512-512-10: I = {weights} weights, full fp32 model = {dense} B; "
           f"positions: bits per weight over all I; best = smallest coding per tensor; values with Golomb positions; "
           f"fp32+zstd = lossless byte-plane shuffle + zstd-19 of the values; int8 = one scale per tensor, "
+          f"int8 entropy+auto = the same symbols entropy-coded, positions by the smallest coding incl. context; "
           f"int8-ch = one per output channel (rel err = worst per-tensor rms error / rms delta); timings for fp32")
     print(render(rows, args.markdown))
     full_delta = torch.cat([(full[n] - base[n]).reshape(-1) for n in base]).numpy().astype("<f4").tobytes()

@@ -278,8 +278,9 @@ def compact_refine(model: nn.Module, base: Mapping[str, torch.Tensor], data: Ten
 
 
 def build_package(result: CompactResult, base: Mapping[str, torch.Tensor], *, base_version: int,
-                  target_version: int, precision: str = "fp32", coding: str = "golomb") -> UpdatePackage:
-    """The update package for ``result`` against the device's ``base``.
+                  target_version: int, precision: str = "fp32", coding: str = "golomb",
+                  value_coding: str = "raw") -> UpdatePackage:
+    """The update package for ``result`` against the device's ``base`` (``value_coding``: raw | entropy).
 
     factor methods → :func:`factor_package` (factor sets + dense non-factor tensors); ``rm`` →
     :func:`seeded_package` with the ``mask`` generator (values at the seeded mask, buffers dense);
@@ -293,16 +294,18 @@ def build_package(result: CompactResult, base: Mapping[str, torch.Tensor], *, ba
         layer_params = {k: v for k, v in result.params.items() if isinstance(v, (int, float, str))}
         factors = {name: LayerFactors(result.method, dict(fs), dict(layer_params)) for name, fs in result.factors.items()}
         return factor_package(state, factors, dict(result.dense), method=result.method,
-                              target_version=target_version, base_version=base_version, precision=precision)
+                              target_version=target_version, base_version=base_version, precision=precision,
+                              value_coding=value_coding)
     if result.method == "rm":
         values = {k: v for k, v in result.state.items() if k not in result.dense}
         return seeded_package(state, generator="mask", seed=int(result.params["seed"]),  # type: ignore[arg-type]
                               params={"p": float(result.params["p"])},  # type: ignore[arg-type]
                               values=values, dense=dict(result.dense), method="rm",
-                              target_version=target_version, base_version=base_version, precision=precision)
+                              target_version=target_version, base_version=base_version, precision=precision,
+                              value_coding=value_coding)
     if result.method == "fp":
         whole = [k for k in result.state if k not in (result.pruned or {})]
         return sparse_package(None, dict(result.state), method="fp", target_version=target_version,
                               base_version=base_version,
-                              precision=precision, coding=coding, dense_names=whole)
+                              precision=precision, coding=coding, value_coding=value_coding, dense_names=whole)
     raise CompactConfigError(f"cannot package method {result.method!r}")

@@ -78,7 +78,8 @@ class PackageConfig:
     """How packages are encoded (see :mod:`edgeupdate.updates`)."""
 
     precision: str = choice("fp32", "fp32", "fp16", "int8", "int8-channel")
-    coding: str = choice("golomb", "golomb", "varint", "bitmap", "auto")
+    coding: str = choice("golomb", "golomb", "varint", "bitmap", "context", "auto")  # positions; auto = smallest per tensor
+    value_coding: str = choice("raw", "raw", "entropy")  # entropy: int8 symbols coded with an adaptive ANS model
     signing: str = choice("none", "none", "hmac", "ed25519")
     key: str = "edgeupdate-demo-key"  # shared HMAC secret when signing = "hmac"
     # ed25519: the server's private key (PEM, 32 raw bytes or 64 hex digits); empty: derived from

@@ -128,7 +128,8 @@ class EdgeStrategy(Strategy):
     def release_package(self, round_: int, base: ModelVersion, target: StateDict) -> UpdatePackage:
         """How version ``round_`` is sent to devices holding ``base`` (default: the dense model)."""
         return dense_package(target, method=self.name, target_version=round_, base=base.weights,
-                             base_version=base.number, precision=self.cfg.package.precision)
+                             base_version=base.number, precision=self.cfg.package.precision,
+                             value_coding=self.cfg.package.value_coding)
 
     def on_release(self, round_: int) -> None:
         """Called after version ``round_`` became :attr:`latest` (e.g. to update student lines)."""

@@ -121,10 +121,10 @@ class PartialUpdating(ServerRetrainStrategy):
                                   params={"initializer": init_name}, values=values,
                                   dense={k: target[k] for k in dense}, method=self.name,
                                   target_version=round_, base_version=base.number,
-                                  precision=pkg.precision, coding=pkg.coding)
+                                  precision=pkg.precision, coding=pkg.coding, value_coding=pkg.value_coding)
         return sparse_package(base.weights, target, method=self.name, target_version=round_,
                               base_version=base.number, precision=pkg.precision, coding=pkg.coding,
-                              dense_names=dense)
+                              value_coding=pkg.value_coding, dense_names=dense)
 
 
 

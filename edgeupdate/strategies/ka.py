@@ -112,7 +112,7 @@ class CompactRefinement(ServerRetrainStrategy):
             return super().release_package(round_, base, target)
         pkg = self.cfg.package
         return build_package(self._result, base.weights, base_version=base.number, target_version=round_,
-                             precision=pkg.precision, coding=pkg.coding)
+                             precision=pkg.precision, coding=pkg.coding, value_coding=pkg.value_coding)
 
 
 def _family(method: str, doc: str) -> type[CompactRefinement]:

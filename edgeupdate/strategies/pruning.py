@@ -44,4 +44,5 @@ class Pruning(ServerRetrainStrategy):
     def release_package(self, round_: int, base: ModelVersion, target: StateDict) -> UpdatePackage:
         pkg = self.cfg.package
         return sparse_package(None, target, method=self.name, target_version=round_, base_version=base.number,
-                              precision=pkg.precision, coding=pkg.coding, dense_names=self._dense)
+                              precision=pkg.precision, coding=pkg.coding, value_coding=pkg.value_coding,
+                              dense_names=self._dense)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from edgeupdate.updates.entropy import scale_bytes, unpack_entropy
 from edgeupdate.updates.errors import FormatError
 from edgeupdate.updates.header import TensorInfo
 from edgeupdate.updates.positions import decode_positions
@@ -40,6 +41,8 @@ def _unpacked_values(info: TensorInfo, blob: bytes, count: int, dtype: torch.dty
     if info.values_packing == "plain":
         return blob
     n_channels = int(np.unique(channels).size) if info.precision == "int8-channel" else 1
+    if info.values_packing == "entropy":
+        return unpack_entropy(blob, info.precision, count, n_channels)
     return unpack_values(blob, info.precision, dtype, values_size_bytes(count, info.precision, dtype, n_channels))
 
 
@@ -69,7 +72,7 @@ def decode_payload(info: TensorInfo, blobs: TensorBlobs) -> Payload:
         if info.kind == "sparse":
             if info.coding in ("none", "seeded"):
                 raise FormatError(f"sparse tensor {info.name!r}: no position coding")
-            pos = decode_positions(blobs.positions, numel, info.count, info.coding, info.params)
+            pos = decode_positions(blobs.positions, numel, info.count, info.coding, info.params, info.shape)
         else:
             if info.coding != "seeded" or info.positions_bytes:
                 raise FormatError(f"masked tensor {info.name!r}: positions must be seeded")
@@ -100,3 +103,14 @@ def decode_payload(info: TensorInfo, blobs: TensorBlobs) -> Payload:
     if len(factors) != len(info.factors):
         raise FormatError(f"factor tensor {info.name!r}: duplicate factor names")
     return Payload(None, None, factors)
+
+
+def int8_symbols(info: TensorInfo, blobs: TensorBlobs, payload: Payload) -> tuple[np.ndarray, int] | None:
+    """(the int8 symbols, bytes of scales) of an int8 / int8-channel dense or sparse entry, else None."""
+    if info.precision not in ("int8", "int8-channel") or info.kind not in ("dense", "sparse", "masked"):
+        return None
+    pos = payload.positions.numpy() if payload.positions is not None else np.arange(info.numel, dtype=np.int64)
+    channels = channels_of(pos, info.shape)
+    plain = _unpacked_values(info, blobs.values, info.count, torch.float32, channels)
+    head = scale_bytes(info.precision, int(np.unique(channels).size))
+    return np.frombuffer(plain[head:], dtype=np.int8), head

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from edgeupdate.updates.entropy import pack_entropy
 from edgeupdate.updates.hashing import StateDict, state_hash
 from edgeupdate.updates.package import (
     FORMAT_VERSION,
@@ -41,6 +42,8 @@ from edgeupdate.updates.values import (
 from edgeupdate.updates.wire import Params
 
 _PLACEHOLDER_HASH = "0" * 64
+VALUE_CODINGS = ("raw", "entropy")
+ENTROPY_PRECISIONS = ("int8", "int8-channel")
 _Entry = tuple[TensorInfo, TensorBlobs, QuantisationError | None]
 
 
@@ -73,23 +76,33 @@ def _lossy_values(values: torch.Tensor, precision: str, channels: np.ndarray, dt
     return blob, quantisation_error(values, sent)
 
 
-def _packed(blob: bytes, prec: str, dtype: torch.dtype, compression: str) -> tuple[bytes, str]:
+def _packed(blob: bytes, prec: str, dtype: torch.dtype, compression: str, value_coding: str,
+            channels: np.ndarray) -> tuple[bytes, str]:
+    """The smallest lossless packing of ``blob`` that the options allow (ties keep ``plain``)."""
     if compression not in VALUE_COMPRESSIONS:
         raise ValueError(f"unknown value compression {compression!r}; expected one of {VALUE_COMPRESSIONS}")
+    if value_coding not in VALUE_CODINGS:
+        raise ValueError(f"unknown value coding {value_coding!r}; expected one of {VALUE_CODINGS}")
+    candidates = [(blob, "plain")]
     if compression == "zstd" and blob:
-        packed = pack_values(blob, prec, dtype)
-        if len(packed) < len(blob):
-            return packed, "zstd"
-    return blob, "plain"
+        candidates.append((pack_values(blob, prec, dtype), "zstd"))
+    if value_coding == "entropy" and blob and prec in ENTROPY_PRECISIONS:
+        n_channels = int(np.unique(channels).size) if prec == "int8-channel" else 1
+        packed = pack_entropy(blob, prec, n_channels)
+        if packed is not None:
+            candidates.append((packed, "entropy"))
+    return min(candidates, key=lambda c: len(c[0]))
 
 
-def _dense_entry(name: str, tensor: torch.Tensor, precision: str, compression: str = "none") -> _Entry:
+def _dense_entry(name: str, tensor: torch.Tensor, precision: str, compression: str = "none",
+                 value_coding: str = "raw") -> _Entry:
     t = tensor.detach().to("cpu")
     prec = effective_precision(precision, t.dtype, t.dim())
     numel = t.numel()
     values = _flat(t) if prec in LOSSLESS else _flat(t).to(torch.float32)
-    blob, err = _lossy_values(values, prec, channels_of(np.arange(numel, dtype=np.int64), tuple(t.shape)), t.dtype)
-    blob, packing = _packed(blob, prec, t.dtype, compression)
+    channels = channels_of(np.arange(numel, dtype=np.int64), tuple(t.shape))
+    blob, err = _lossy_values(values, prec, channels, t.dtype)
+    blob, packing = _packed(blob, prec, t.dtype, compression, value_coding, channels)
     info = TensorInfo(name, "dense", tuple(t.shape), dtype_name(t.dtype), "none", prec, "set", "base",
                       numel, 0, len(blob), values_packing=packing)
     return info, TensorBlobs(values=blob), err
@@ -106,19 +119,55 @@ def _delta_values(base: torch.Tensor | None, target: torch.Tensor, pos: np.ndarr
 
 def _sparse_entry(name: str, base: torch.Tensor | None, target: torch.Tensor, positions: np.ndarray,
                   precision: str, coding: str, origin: str, kind: str = "sparse",
-                  params: Params | None = None, compression: str = "none") -> _Entry:
+                  params: Params | None = None, compression: str = "none", value_coding: str = "raw") -> _Entry:
     t = target.detach().to("cpu")
     prec = effective_precision(precision, t.dtype, t.dim())
     mode, values = _delta_values(base, t, positions, prec)
-    blob, err = _lossy_values(values, prec, channels_of(positions, tuple(t.shape)), t.dtype)
-    blob, packing = _packed(blob, prec, t.dtype, compression)
+    channels = channels_of(positions, tuple(t.shape))
+    blob, err = _lossy_values(values, prec, channels, t.dtype)
+    blob, packing = _packed(blob, prec, t.dtype, compression, value_coding, channels)
     if kind == "sparse":
-        coding, pos_blob, pos_params = encode_positions(positions, t.numel(), coding)
+        coding, pos_blob, pos_params = encode_positions(positions, t.numel(), coding, tuple(t.shape))
     else:
         coding, pos_blob, pos_params = "seeded", b"", {}
     info = TensorInfo(name, kind, tuple(t.shape), dtype_name(t.dtype), coding, prec, mode, origin,
                       int(positions.size), len(pos_blob), len(blob), (), {**pos_params, **(params or {})}, packing)
     return info, TensorBlobs(positions=pos_blob, values=blob), err
+
+
+def _int8_at_step(values: torch.Tensor, step: np.float32) -> bytes:
+    """int8 value bytes (scale + symbols) of ``values`` at a given ``step``; their |values| must fit 127 steps."""
+    q = np.clip(np.rint(values.numpy().astype(np.float32) / step), -127, 127).astype(np.int8)
+    return np.float32(step).astype("<f4").tobytes() + q.tobytes()
+
+
+def _dense_or_delta_entry(name: str, base: torch.Tensor, target: torch.Tensor, precision: str, coding: str,
+                          compression: str, value_coding: str) -> _Entry | None:
+    """A tensor meant to be sent whole. With entropy-coded int8 values it may instead go as the changed
+    entries' deltas quantised at the *whole tensor's* int8 step (so its error bound is that of the
+    dense int8 tensor): small changes then cost a few bits each. The smaller of the two is kept;
+    ``None`` when the tensor did not change at all."""
+    dense = _dense_entry(name, target, precision, compression, value_coding)
+    t = target.detach().to("cpu")
+    prec = effective_precision(precision, t.dtype, t.dim())
+    if value_coding != "entropy" or prec != "int8":
+        return dense
+    pos = _changed_positions(base, t)
+    if pos.size == 0:
+        return None
+    step = np.frombuffer(dense[1].values[:4], dtype="<f4")[0] if dense[0].values_packing != "zstd" else np.float32(0)
+    _, delta = _delta_values(base, t, pos, prec)
+    if not step > 0 or float(delta.abs().max()) > 127 * float(step):
+        return dense
+    blob = _int8_at_step(delta, step)
+    sent = decode_values(blob, prec, pos.size, t.dtype)
+    channels = channels_of(pos, tuple(t.shape))
+    blob, packing = _packed(blob, prec, t.dtype, compression, value_coding, channels)
+    coding, pos_blob, pos_params = encode_positions(pos, t.numel(), coding, tuple(t.shape))
+    info = TensorInfo(name, "sparse", tuple(t.shape), dtype_name(t.dtype), coding, prec, "add", "base",
+                      int(pos.size), len(pos_blob), len(blob), (), dict(pos_params), packing)
+    delta_entry = (info, TensorBlobs(positions=pos_blob, values=blob), quantisation_error(delta, sent))
+    return min((dense, delta_entry), key=lambda e: e[0].body_bytes)
 
 
 def _changed_positions(base: torch.Tensor | None, target: torch.Tensor) -> np.ndarray:
@@ -152,12 +201,13 @@ def _assemble(entries: list[_Entry], *, method: str, base: StateDict | None, bas
 
 def dense_package(target: StateDict, *, method: str, target_version: int, base: StateDict | None = None,
                   base_version: int | None = None, precision: str = "fp32", extra: dict | None = None,
-                  value_compression: str = "none") -> UpdatePackage:
+                  value_compression: str = "none", value_coding: str = "raw") -> UpdatePackage:
     """The whole model; with ``base`` the package is bound to that base's hash (used only for the check).
 
     ``value_compression="zstd"``: byte-plane shuffle + zstd of each tensor's value bytes where smaller (lossless).
+    ``value_coding="entropy"``: int8 symbols entropy-coded (adaptive ANS) where smaller (lossless over the symbols).
     """
-    entries = [_dense_entry(name, t, precision, value_compression) for name, t in target.items()]
+    entries = [_dense_entry(name, t, precision, value_compression, value_coding) for name, t in target.items()]
     return _assemble(entries, method=method, base=base, base_version=base_version,
                      target_version=target_version, extra=extra, complete=True)
 
@@ -165,15 +215,19 @@ def dense_package(target: StateDict, *, method: str, target_version: int, base: 
 def sparse_package(base: StateDict | None, target: StateDict, *, method: str, target_version: int,
                    base_version: int | None = None, precision: str = "fp32", coding: str = "golomb",
                    dense_names: Iterable[str] = (), extra: dict | None = None,
-                   value_compression: str = "none") -> UpdatePackage:
+                   value_compression: str = "none", value_coding: str = "raw") -> UpdatePackage:
     """Per tensor, the positions where ``target`` differs (bitwise) from ``base`` plus values.
 
     ``base=None``: an all-zero base (a pruned model from scratch, no base binding; every tensor is
-    listed); ``base_version`` then names the version it replaces (a device refuses a target
-    that is not newer than what it holds, :mod:`edgeupdate.updates.verify`). fp32 sends the new values ("replace", bit-identical result); fp16/int8/int8-channel
-    quantise and add the delta ("add"). ``coding``: bitmap | varint | golomb | auto (smallest).
-    Tensors in ``dense_names`` are sent whole; unchanged tensors are skipped.
+    listed); ``base_version`` then names the version it replaces (a device refuses a target that is
+    not newer than what it holds, :mod:`edgeupdate.updates.verify`). fp32 sends the new values
+    ("replace", bit-identical result); fp16/int8/int8-channel quantise and add the delta ("add").
+    ``coding``: bitmap | varint | golomb | context | auto (smallest). Tensors in ``dense_names`` are
+    sent whole; unchanged tensors are skipped. With ``value_coding="entropy"`` and int8, a
+    ``dense_names`` tensor may instead be sent as its changed entries' deltas at the dense tensor's
+    own int8 step (same error bound), whichever is smaller.
     ``value_compression="zstd"``: byte-plane shuffle + zstd of each tensor's value bytes where smaller (lossless).
+    ``value_coding="entropy"``: int8 symbols entropy-coded (adaptive ANS) where smaller (lossless over the symbols).
     """
     dense = set(dense_names)
     unknown = dense - set(target)
@@ -184,7 +238,10 @@ def sparse_package(base: StateDict | None, target: StateDict, *, method: str, ta
     entries: list[_Entry] = []
     for name, t in target.items():
         if name in dense:
-            entries.append(_dense_entry(name, t, precision, value_compression))
+            entry = (_dense_entry(name, t, precision, value_compression, value_coding) if base is None else
+                     _dense_or_delta_entry(name, base[name], t, precision, coding, value_compression, value_coding))
+            if entry is not None:
+                entries.append(entry)
             continue
         b = None if base is None else base[name]
         if b is not None:
@@ -193,14 +250,15 @@ def sparse_package(base: StateDict | None, target: StateDict, *, method: str, ta
         if pos.size == 0 and base is not None:
             continue
         entries.append(_sparse_entry(name, b, t, pos, precision, coding, "zero" if base is None else "base",
-                                     compression=value_compression))
+                                     compression=value_compression, value_coding=value_coding))
     return _assemble(entries, method=method, base=base, base_version=base_version,
                      target_version=target_version, extra=extra, complete=base is None)
 
 
 def factor_package(base: StateDict, factors: Mapping[str, LayerFactors], dense: StateDict, *, method: str,
                    target_version: int, base_version: int, precision: str = "fp32",
-                   extra: dict | None = None, value_compression: str = "none") -> UpdatePackage:
+                   extra: dict | None = None, value_compression: str = "none",
+                   value_coding: str = "raw") -> UpdatePackage:
     """Factor sets for Conv/FC weights (rebuilt on the device from its own weight) plus dense tensors."""
     entries: list[_Entry] = []
     for name, lf in factors.items():
@@ -228,7 +286,7 @@ def factor_package(base: StateDict, factors: Mapping[str, LayerFactors], dense: 
     for name, t in dense.items():
         if name in factors:
             raise ValueError(f"tensor {name!r} is both factorised and dense")
-        entries.append(_dense_entry(name, t, precision, value_compression))
+        entries.append(_dense_entry(name, t, precision, value_compression, value_coding))
     return _assemble(entries, method=method, base=base, base_version=base_version,
                      target_version=target_version, extra=extra, complete=False)
 
@@ -236,7 +294,8 @@ def factor_package(base: StateDict, factors: Mapping[str, LayerFactors], dense: 
 def seeded_package(base: StateDict, *, generator: str, seed: int, params: dict,
                    values: Mapping[str, torch.Tensor] | None, dense: StateDict, method: str,
                    target_version: int, base_version: int, precision: str = "fp32",
-                   coding: str = "golomb", extra: dict | None = None, value_compression: str = "none") -> UpdatePackage:
+                   coding: str = "golomb", extra: dict | None = None, value_compression: str = "none",
+                   value_coding: str = "raw") -> UpdatePackage:
     """A seed plus trained values; the device regenerates the rest deterministically.
 
     generator ``"mask"`` (RM, Konečný et al. 2016): ``params["p"]``; for each tensor in ``values``
@@ -265,7 +324,7 @@ def seeded_package(base: StateDict, *, generator: str, seed: int, params: dict,
             pos = mask_positions(seed, name, t.numel(), p)
             entries.append(_sparse_entry(name, base[name], t, pos, precision, "none", "base",
                                          kind="masked", params={"seed": int(seed), "p": p},
-                                         compression=value_compression))
+                                         compression=value_compression, value_coding=value_coding))
     elif generator == "init":
         initializer = params.get("initializer")
         if not isinstance(initializer, str):
@@ -278,10 +337,10 @@ def seeded_package(base: StateDict, *, generator: str, seed: int, params: dict,
             pos = _changed_positions(init[name], t)
             if pos.size:
                 entries.append(_sparse_entry(name, init[name], t, pos, precision, coding, "base",
-                                             compression=value_compression))
+                                             compression=value_compression, value_coding=value_coding))
     else:
         raise ValueError(f"unknown generator {generator!r}; expected 'mask' or 'init'")
-    entries += [_dense_entry(name, t, precision, value_compression) for name, t in dense.items()]
+    entries += [_dense_entry(name, t, precision, value_compression, value_coding) for name, t in dense.items()]
     return _assemble(entries, method=method, base=base, base_version=base_version, target_version=target_version,
                      extra=extra, complete=False, initializer=initializer,
                      initializer_seed=int(seed) if initializer else None)

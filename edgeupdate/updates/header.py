@@ -30,11 +30,11 @@ MAX_NDIM = 8
 MAX_TENSORS = 1 << 16
 
 KINDS = ("dense", "sparse", "factor", "masked")
-CODINGS = ("none", "bitmap", "varint", "golomb", "seeded")
+CODINGS = ("none", "bitmap", "varint", "golomb", "seeded", "context")
 PRECISIONS = ("fp32", "fp16", "int8", "int8-channel", "raw")
 MODES = ("set", "replace", "add")
 ORIGINS = ("base", "zero")
-PACKINGS = ("plain", "zstd")
+PACKINGS = ("plain", "zstd", "entropy")
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool")
 _HASH_BYTES = 32
 _FLAG_COMPLETE = 1
@@ -75,7 +75,7 @@ class TensorInfo:
     values_bytes: int = 0
     factors: tuple[FactorInfo, ...] = ()
     params: Params = field(default_factory=dict)
-    values_packing: str = "plain"  # plain | zstd (byte-plane shuffle + zstd of the value bytes)
+    values_packing: str = "plain"  # plain | zstd (byte-plane shuffle + zstd) | entropy (int8 symbols, adaptive ANS)
 
     @property
     def numel(self) -> int:

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 
 from edgeupdate.updates import auth
-from edgeupdate.updates.body import Payload, TensorBlobs, decode_payload
+from edgeupdate.updates.body import Payload, TensorBlobs, decode_payload, int8_symbols
+from edgeupdate.updates.entropy import empirical_entropy_bits
 from edgeupdate.updates.errors import (
     AuthenticationError,
     BaseMismatchError,
@@ -233,7 +234,9 @@ class UpdatePackage:
         rows = []
         weights = count = pos_bytes = 0
         bound_bits = 0.0
-        for t in h.tensors:
+        value_bits = value_entropy = 0.0
+        value_count = 0
+        for t, blob, payload in zip(h.tensors, self.blobs, self._payloads):
             row: dict[str, Any] = {
                 "name": t.name, "kind": t.kind, "shape": list(t.shape), "dtype": t.dtype, "coding": t.coding,
                 "precision": t.precision, "values_packing": t.values_packing, "mode": t.mode, "origin": t.origin, "count": t.count,
@@ -247,12 +250,21 @@ class UpdatePackage:
                 hk = entropy_bound_bits(k)
                 row["density"] = k
                 row["bits_per_weight"] = 8 * t.positions_bytes / t.numel
+                row["bits_per_position"] = 8 * t.positions_bytes / t.count if t.count else 0.0
                 row["entropy_bound_bits_per_weight"] = hk
                 row["ratio_to_bound"] = (8 * t.positions_bytes / t.numel) / hk if hk > 0 else None
                 weights += t.numel
                 count += t.count
                 pos_bytes += t.positions_bytes
                 bound_bits += hk * t.numel
+            symbols = int8_symbols(t, blob, payload) if t.count else None
+            if symbols is not None:
+                q, head = symbols
+                row["value_bits_per_value"] = 8 * (t.values_bytes - head) / t.count
+                row["value_entropy_bits"] = empirical_entropy_bits(q)
+                value_bits += 8 * (t.values_bytes - head)
+                value_entropy += row["value_entropy_bits"] * t.count
+                value_count += t.count
             if t.name in self.quantisation:
                 row["quantisation_error"] = self.quantisation[t.name].as_dict()
             rows.append(row)
@@ -273,6 +285,8 @@ class UpdatePackage:
             "complete": h.complete, "initializer": h.initializer, "initializer_seed": h.initializer_seed,
             "signature": self.signature_algorithm, "extra": dict(h.extra),
             "tensors": rows, "bytes": self.byte_breakdown(), "positions": positions,
+            "int8_values": ({"values": value_count, "bits_per_value": value_bits / value_count,
+                             "empirical_entropy_bits": value_entropy / value_count} if value_count else {}),
         }
 
     def with_target(self, state: Mapping[str, torch.Tensor] | None) -> "UpdatePackage":

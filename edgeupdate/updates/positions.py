@@ -1,6 +1,6 @@
 """Position codings for sparse updates: which of a tensor's I weights changed.
 
-Positions are flat (row-major) indices, strictly increasing. Three codings:
+Positions are flat (row-major) indices, strictly increasing. Four codings:
 
 * ``bitmap``: one bit per weight, ``ceil(I/8)`` bytes whatever the density.
 * ``varint``: gaps ``g_0 = p_0``, ``g_j = p_j - p_{j-1} - 1`` as LEB128 varints.
@@ -11,7 +11,10 @@ Positions are flat (row-major) indices, strictly increasing. Three codings:
   ``I/2^b + n(1+b)`` for *any* mask, close to the Shannon bound of a Bernoulli(k) mask
   ``H(k)·I`` (thesis ch. 5 "Indexing", S_x(k)) for the whole range k ∈ [0.001, 0.2].
 
-``auto`` picks whichever of the three is smallest for the tensor at hand.
+* ``context``: significance flags conditioned on their row and column, entropy-coded with
+  adaptive probabilities (:mod:`edgeupdate.updates.context`); needs the tensor's shape.
+
+``auto`` picks whichever coding is smallest for the tensor at hand.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ import math
 
 import numpy as np
 
+from edgeupdate.updates.context import context_supported, decode_context, encode_context
 from edgeupdate.updates.errors import FormatError
 
-CODINGS = ("bitmap", "varint", "golomb")
+CODINGS = ("bitmap", "varint", "golomb", "context")
 _MAX_RICE_BITS = 40
 
 
@@ -177,15 +181,32 @@ def _positions_from_gaps(g: np.ndarray, numel: int) -> np.ndarray:
 
 # --- public API ---------------------------------------------------------------------------------
 
-def encode_positions(positions: np.ndarray, numel: int, coding: str) -> tuple[str, bytes, dict[str, int]]:
-    """Encode sorted flat ``positions`` of a tensor with ``numel`` weights.
+def _shape(numel: int, shape: tuple[int, ...] | None) -> tuple[int, ...]:
+    if shape is None:
+        return (numel,)
+    if math.prod(shape) != numel:
+        raise ValueError(f"shape {shape} does not hold {numel} weights")
+    return tuple(shape)
 
-    Returns ``(coding, data, params)``; ``coding="auto"`` resolves to the smallest of the three.
+
+def encode_positions(positions: np.ndarray, numel: int, coding: str,
+                     shape: tuple[int, ...] | None = None) -> tuple[str, bytes, dict[str, int]]:
+    """Encode sorted flat ``positions`` of a tensor with ``numel`` weights (``shape``: for ``context``).
+
+    Returns ``(coding, data, params)``; ``coding="auto"`` resolves to the smallest coding.
     """
     p = _check_positions(positions, numel)
     if coding == "auto":
-        best = min((encode_positions(p, numel, c) for c in CODINGS), key=lambda t: len(t[1]))
-        return best
+        shp = _shape(numel, shape)
+        results = [encode_positions(p, numel, c, shp) for c in CODINGS if c != "context"]
+        if context_supported(shp):
+            try:
+                results.append(encode_positions(p, numel, "context", shp))
+            except ValueError:  # no orientation within the format's bounds: not a candidate
+                pass
+        return min(results, key=lambda t: len(t[1]))
+    if coding == "context":
+        return coding, encode_context(p, _shape(numel, shape)), {}
     if coding == "bitmap":
         return coding, _bitmap_encode(p, numel), {}
     if coding == "varint":
@@ -196,8 +217,13 @@ def encode_positions(positions: np.ndarray, numel: int, coding: str) -> tuple[st
     raise ValueError(f"unknown position coding {coding!r}; expected one of {CODINGS + ('auto',)}")
 
 
-def decode_positions(data: bytes, numel: int, count: int, coding: str, params: dict) -> np.ndarray:
+def decode_positions(data: bytes, numel: int, count: int, coding: str, params: dict,
+                     shape: tuple[int, ...] | None = None) -> np.ndarray:
     """Inverse of :func:`encode_positions`; raises ``FormatError`` on any inconsistency."""
+    if coding == "context":
+        if shape is not None and math.prod(shape) != numel:
+            raise FormatError(f"context positions: shape {shape} does not hold {numel} weights")
+        return decode_context(data, (numel,) if shape is None else tuple(shape), count)
     if coding == "bitmap":
         return _bitmap_decode(data, numel, count)
     if coding == "varint":
@@ -210,6 +236,6 @@ def decode_positions(data: bytes, numel: int, count: int, coding: str, params: d
     raise FormatError(f"unknown position coding {coding!r}")
 
 
-def positions_size_bytes(positions: np.ndarray, numel: int, coding: str) -> int:
+def positions_size_bytes(positions: np.ndarray, numel: int, coding: str, shape: tuple[int, ...] | None = None) -> int:
     """Encoded size in bytes of ``positions`` under ``coding``."""
-    return len(encode_positions(positions, numel, coding)[1])
+    return len(encode_positions(positions, numel, coding, shape)[1])

@@ -123,6 +123,17 @@ def test_the_thesis_estimate_is_recorded_next_to_the_measured_release(tiny_confi
         assert estimate < len(package.encode())
 
 
+def test_entropy_coded_values_reach_the_release_and_shrink_it(tiny_config):
+    sizes = {}
+    for coding in ("raw", "entropy"):
+        strategy = _strategy(tiny_config, "dpu", "{k=0.2}", "package.precision='int8'",
+                             f"package.value_coding='{coding}'", "model.hidden=[64]")
+        for _, package, _, _, device in _run_rounds(strategy, 1):
+            sizes[coding] = len(package.encode())
+            assert all(torch.equal(device[n], strategy.latest.weights[n]) for n in device)
+    assert sizes["entropy"] < sizes["raw"]
+
+
 def test_int8_values_still_reproduce_the_servers_deployed_model(tiny_config):
     strategy = _strategy(tiny_config, "dpu", "{k=0.05}", "package.precision='int8'")
 

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from update_states import perturbed, small_state
+from update_states import clustered, perturbed, small_state
 from edgeupdate.updates import (
     Ed25519Signer,
     HmacKey,
@@ -56,8 +56,20 @@ def _corpus() -> tuple[dict, tuple[tuple[bytes, str], ...]]:
                        target_version=2, base_version=1),
         seeded_package(base, generator="mask", seed=4, params={"p": 0.4}, values={"conv.weight": target["conv.weight"]},
                        dense={}, method="rm", target_version=2, base_version=1, precision="fp16"),
+        # entropy-coded int8 values with context-modelled positions (row × column clusters of ±step)
+        sparse_package(base, clustered(base), method="dpu", target_version=2, base_version=1, coding="context",
+                       precision="int8", value_coding="entropy"),
+        sparse_package(base, clustered(base, rows=1), method="dpu", target_version=2, base_version=1, coding="auto",
+                       precision="int8-channel", value_coding="entropy", dense_names=["fc.bias"]),
     ]
     return base, tuple((p.encode(), p.header.target_hash) for p in pkgs)
+
+
+def test_corpus_holds_the_entropy_codings() -> None:
+    _, corpus = _corpus()
+    headers = [UpdatePackage.decode(data).header for data, _ in corpus]
+    assert any(t.values_packing == "entropy" for h in headers for t in h.tensors)
+    assert any(t.coding == "context" for h in headers for t in h.tensors)
 
 
 def _fix_length_and_checksum(data: bytearray) -> bytes:

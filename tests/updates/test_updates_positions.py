@@ -14,7 +14,7 @@ from edgeupdate.updates import FormatError, decode_positions, encode_positions, 
 
 
 @settings(max_examples=300, deadline=None)
-@given(numel=st.integers(1, 3000), data=st.data(), coding=st.sampled_from(["bitmap", "varint", "golomb", "auto"]))
+@given(numel=st.integers(1, 3000), data=st.data(), coding=st.sampled_from(["bitmap", "varint", "golomb", "context", "auto"]))
 def test_positions_roundtrip(numel: int, data: st.DataObject, coding: str) -> None:
     chosen = data.draw(st.sets(st.integers(0, numel - 1), max_size=numel))
     positions = np.array(sorted(chosen), dtype=np.int64)

@@ -18,7 +18,7 @@ from edgeupdate.updates import (
     state_hash,
 )
 
-CODINGS = ["bitmap", "varint", "golomb", "auto"]
+CODINGS = ["bitmap", "varint", "golomb", "context", "auto"]
 PRECISIONS = ["fp32", "fp16", "int8", "int8-channel"]
 # loose per-precision tolerance on the applied weights vs the intended target (values ~N(0, 1))
 TOL = {"fp32": 0.0, "fp16": 2e-3, "int8": 0.05, "int8-channel": 0.05}

@@ -40,3 +40,20 @@ def perturbed(state: StateDict, fraction: float, seed: int = 1) -> StateDict:
 
 def clone_state(state: StateDict) -> StateDict:
     return {k: v.clone() for k, v in state.items()}
+
+
+def clustered(state: StateDict, rows: int = 2, step: float = 0.05, seed: int = 2) -> StateDict:
+    """A copy in which ``rows`` output channels of every ≥2-d float tensor change by ±``step``,
+    at the input positions that the first such row changes (a DPU-like row × column cluster)."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, t in state.items():
+        t = t.clone()
+        if t.dtype.is_floating_point and t.dim() >= 2 and t.numel():
+            m = t.reshape(t.shape[0], -1)
+            cols = torch.randperm(m.shape[1], generator=g)[: max(1, m.shape[1] // 3)]
+            for r in torch.randperm(m.shape[0], generator=g)[:rows].tolist():
+                sign = torch.where(torch.rand(cols.numel(), generator=g) < 0.5, -1.0, 1.0)
+                m[r, cols] += step * sign
+        out[name] = t
+    return out
