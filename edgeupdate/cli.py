@@ -44,7 +44,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set rounds=3 --set strategy.params.k=0.01")
     p.add_argument("--data-dir", default=None, help="dataset directory (default: $EDGEUPDATE_DATA or the user cache)")
-    p.add_argument("--quiet", action="store_true", help="no per-round progress lines")
+    p.add_argument("--quiet", action="store_true", help="print only the final result lines")
     p.add_argument("--verbose", action="store_true", help="Flower's and Ray's own logs")
 
 
@@ -109,8 +109,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     out = _out_dir(args.out, cfg.name, args.overwrite)
-    print(f"edgeupdate: {cfg.name}: strategy {cfg.strategy.name}, {cfg.num_devices} devices, "
-          f"{cfg.rounds} rounds, dataset {cfg.dataset.name}, model {cfg.model.name} → {out}", flush=True)
+    if not args.quiet:
+        print(f"edgeupdate: {cfg.name}: strategy {cfg.strategy.name}, {cfg.num_devices} devices, "
+              f"{cfg.rounds} rounds, dataset {cfg.dataset.name}, model {cfg.model.name} → {out}", flush=True)
     summary = run_experiment(cfg, out, data_dir=args.data_dir, progress=not args.quiet, verbose=args.verbose)
     print(f"done in {summary['wall_time_s']:.1f} s: final mean accuracy {summary['final_mean_accuracy']:.4f}, "
           f"{summary['total_bytes_down']} bytes down, {summary['total_bytes_up']} bytes up")

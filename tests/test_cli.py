@@ -131,3 +131,17 @@ def test_plot_redraws_from_metrics(tmp_path, capsys):
     assert main(["plot", str(tmp_path)]) == 0
     assert (tmp_path / "accuracy_vs_round.png").stat().st_size > 1000
     assert main(["plot", str(tmp_path / "nothing")]) == 2
+
+
+@pytest.mark.sim
+def test_quiet_run_prints_only_the_final_result_lines(tmp_path):
+    from tests.conftest import TINY
+
+    sets = [a for o in TINY for a in ("--set", o)]
+    done = subprocess.run([sys.executable, "-m", "edgeupdate.cli", "run", str(REPO / "configs" / "quickstart.toml"),
+                           *sets, "--quiet", "--out", str(tmp_path / "run")], capture_output=True, text=True)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no Flower deprecation banner, no Ray warning
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("done in ") and lines[1].startswith("results: ")

@@ -16,6 +16,7 @@ import random
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -191,11 +192,14 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, choice: StrategyChoi
     runtime.signing_key()  # reads package.key_file, if any
     client_app: ClientApp = make_client_app(lambda _ctx: experiment_runtime(cfg, data_dir))
     server_app = make_server_app(lambda _ctx: runtime, lambda _ctx: out_dir, progress, choice)
-    if not verbose:
-        logging.getLogger("flwr").setLevel(logging.WARNING)
+    if not verbose:  # Flower's run_simulation deprecation banner is a WARNING; errors still show
+        logging.getLogger("flwr").setLevel(logging.ERROR)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    run_simulation(server_app=server_app, client_app=client_app, num_supernodes=runtime.num_nodes,
-                   backend_config=backend_config(cfg), verbose_logging=verbose)
+    with warnings.catch_warnings():
+        if not verbose:  # Ray's FutureWarning about accelerator variables (no accelerator is used)
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"ray\.")
+        run_simulation(server_app=server_app, client_app=client_app, num_supernodes=runtime.num_nodes,
+                       backend_config=backend_config(cfg), verbose_logging=verbose)
     summary_path = out_dir / "summary.json"
     if not summary_path.exists():
         raise SimulationError("the simulation ended without writing results (see the log above)")
