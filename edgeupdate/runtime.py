@@ -19,7 +19,7 @@ from torch import nn
 
 from edgeupdate.configs import ConfigError, ExperimentConfig, config_from_dict, dump_config
 from edgeupdate.datasets import DATASET_SHAPES, Dataset, load_dataset
-from edgeupdate.datasets.stream import DataLayout, make_layout
+from edgeupdate.datasets.stream import DataLayout, StreamSizeError, make_layout
 from edgeupdate.models import build_model
 from edgeupdate.models.zoo import model_for_state
 from edgeupdate.models.cost import ForwardProfile, forward_profile
@@ -176,6 +176,8 @@ def build_runtime(cfg: ExperimentConfig, data_dir: str | None = None) -> Experim
             partition=cfg.partition.method, seed=cfg.seed, alpha=cfg.partition.alpha,
             shards_per_part=cfg.partition.shards_per_part,
             validation_fraction=cfg.dataset.validation_fraction, test_samples=cfg.dataset.device_test_samples)
+    except StreamSizeError as err:
+        raise ConfigError(err.key, str(err)) from None
     except ValueError as err:
         raise ConfigError("", str(err)) from None
     return ExperimentRuntime(cfg, dataset, layout)

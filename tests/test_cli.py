@@ -23,6 +23,8 @@ QUICKSTART = str(REPO / "configs" / "quickstart.toml")
     (["run", QUICKSTART, "--set", "novalue"], "key=value"),
     (["run", "missing.toml"], "does not exist"),
     (["frobnicate"], "invalid choice"),
+    (["run", QUICKSTART, "--set", "stream.initial_samples=100000"], "stream.initial_samples: 100000 samples asked "
+                                                                     "for D¹, but the training set has 1397"),
 ])
 def test_bad_input_exits_2_with_one_line(args, needle, capsys):
     assert main(args) == 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-HINT = "set --data-dir or EDGEUPDATE_DATA, or pass --download"
+HINT = "set --data-dir or EDGEUPDATE_DATA, or --set dataset.download=true"
 
 
 class DatasetError(Exception):
@@ -22,6 +22,6 @@ def missing_file(dataset: str, path: Path) -> DatasetError:
 def corrupt_file(dataset: str, path: Path, what: str) -> DatasetError:
     """The error for a file that exists but cannot be used; ``what`` says why."""
     return DatasetError(
-        f"{dataset}: file {path} is corrupt: {what} (delete it and pass --download, "
+        f"{dataset}: file {path} is corrupt: {what} (delete it and --set dataset.download=true, "
         "or point --data-dir / EDGEUPDATE_DATA at a good copy)"
     )

@@ -27,6 +27,14 @@ from edgeupdate.datasets.partition import partition_indices
 from edgeupdate.seeding import numpy_rng
 
 
+class StreamSizeError(ValueError):
+    """The stream asks for more samples than the training set has; ``key`` names the config key."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(problem)
+        self.key = key
+
+
 @dataclass(frozen=True)
 class DataLayout:
     """Which indices of the train/test sets each party holds, round by round."""
@@ -101,6 +109,14 @@ def make_layout(train_labels: np.ndarray, test_size: int, *, num_devices: int, r
                               alpha=alpha, shards_per_part=shards_per_part)
     device_train = tuple(numpy_rng(seed, "collect-order", d).permutation(p) for d, p in enumerate(parts))
     sizes = np.array([len(p) for p in device_train], dtype=np.int64)
+    if initial_samples > sizes.sum():
+        raise StreamSizeError("stream.initial_samples", f"{initial_samples} samples asked for D¹, but the training "
+                                                        f"set has {int(sizes.sum())}")
+    needed = initial_samples + (rounds - 1) * samples_per_round
+    if needed > sizes.sum():
+        raise StreamSizeError("stream.samples_per_round", f"{rounds} rounds need {needed} training samples "
+                                                          f"({initial_samples} + {rounds - 1} × {samples_per_round}), "
+                                                          f"the training set has {int(sizes.sum())}")
     collected = np.zeros((rounds + 1, num_devices), dtype=np.int64)
     for r in range(1, rounds + 1):
         want = initial_samples if r == 1 else samples_per_round

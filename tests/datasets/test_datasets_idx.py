@@ -133,7 +133,7 @@ def test_missing_file_names_path_and_how_to_fix(tiny_idx_dir) -> None:
 
     assert message == (
         f"mnist: file {folder / 't10k-images-idx3-ubyte.gz'} is missing "
-        "(set --data-dir or EDGEUPDATE_DATA, or pass --download)"
+        "(set --data-dir or EDGEUPDATE_DATA, or --set dataset.download=true)"
     )
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edgeupdate.datasets.stream import make_layout
+from edgeupdate.datasets.stream import StreamSizeError, make_layout
 
 
 def _layout(**kw):
@@ -44,9 +44,14 @@ def test_same_seed_same_layout_other_seed_differs():
     assert not all(np.array_equal(x, y) for x, y in zip(a.device_train, c.device_train))
 
 
-def test_stream_stops_when_data_runs_out():
-    layout = _layout(initial_samples=450, samples_per_round=100)
-    assert len(layout.server_pool(4)) == 500
+def test_a_stream_larger_than_the_training_set_is_refused_not_clamped():
+    assert len(_layout(initial_samples=200, samples_per_round=100).server_pool(4)) == 500  # exactly all of it
+    with pytest.raises(StreamSizeError, match="4 rounds need 550 training samples .* has 500") as err:
+        _layout(initial_samples=250, samples_per_round=100)
+    assert err.value.key == "stream.samples_per_round"
+    with pytest.raises(StreamSizeError, match="501 samples asked for D¹, but the training set has 500") as err:
+        _layout(initial_samples=501, samples_per_round=0)
+    assert err.value.key == "stream.initial_samples"
 
 
 def test_too_many_devices_for_the_test_set_is_an_error():
