@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
+from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter  # noqa: E402
 
 PLOT_FILES = ("accuracy_vs_round.png", "accuracy_vs_bytes.png")
 TOTAL_BYTES_PLOT = "accuracy_vs_total_bytes.png"
@@ -84,8 +84,21 @@ def plot_runs(frames: Mapping[str, pd.DataFrame], out_dir: Path, title: str = ""
     ax2.set(xlabel="cumulative bytes received per device", ylabel="test accuracy (mean over devices)",
             title=title or "accuracy vs bytes")
     if all((per_round(df)["cum_bytes_down_per_device"] > 0).all() for df in frames.values()):
-        ax2.set_xscale("log")
+        log_bytes_axis(ax2)
     return [_save(fig1, ax1, out_dir / PLOT_FILES[0]), _save(fig2, ax2, out_dir / PLOT_FILES[1])]
+
+
+def log_bytes_axis(ax) -> None:
+    """An x axis of bytes labelled in SI units (``1.2 MB``): logarithmic with ticks at 1, 2 and 5 ×
+    10ᵏ and no minor labels (they ran together), or linear when the data span less than a decade."""
+    lo, hi = ax.dataLim.intervalx
+    if hi < 10 * lo:
+        ax.xaxis.set_major_formatter(EngFormatter(unit="B", places=2))
+        return
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(EngFormatter(unit="B", places=1))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _save(fig, ax, path: Path) -> Path:
@@ -107,7 +120,7 @@ def plot_accuracy_vs_total_bytes(frames: Mapping[str, pd.DataFrame], out_dir: Pa
     ax.set(xlabel="cumulative bytes transferred by the fleet (down + up)",
            ylabel="test accuracy (mean over devices)", title=title or "accuracy vs total bytes")
     if all((per_round(df)["cum_bytes_total"] > 0).all() for df in frames.values()):
-        ax.set_xscale("log")
+        log_bytes_axis(ax)
     return _save(fig, ax, out_dir / TOTAL_BYTES_PLOT)
 
 

@@ -161,7 +161,7 @@ def render_html(cfg: ExperimentConfig, table: pd.DataFrame, entries: Sequence[St
         head = "".join(f"<th>{e(c)}</th>" for c in df.columns)
         rows = "".join("<tr>" + "".join(f"<td>{e(format_value(v, c))}</td>" for v, c in zip(row, df.columns))
                        + "</tr>" for row in df.itertuples(index=False))
-        return f"<table><tr>{head}</tr>{rows}</table>"
+        return f"<div class=\"wide\"><table><tr>{head}</tr>{rows}</table></div>"
 
     fleet = (f"<h2>The fleet by tier</h2>{html_table(tiers)}<p>{e(TIERS_NOTE.replace('`', ''))}</p>"
              if tiers is not None else "")
@@ -177,11 +177,13 @@ def render_html(cfg: ExperimentConfig, table: pd.DataFrame, entries: Sequence[St
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}"
              "td{text-align:right}td:first-child{text-align:left}img{max-width:100%}"
-             "pre{background:#f4f4f4;padding:.6em;white-space:pre-wrap}")
+             "pre{background:#f4f4f4;padding:.6em;white-space:pre-wrap}"
+             ".wide{overflow-x:auto;max-width:100%}")  # wide tables scroll in their own box
     return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{e(cfg.name)}: strategies compared</title>"
             f"<style>{style}</style></head><body><h1>{e(cfg.name)}: strategies compared</h1>{cmd}<ul>{setup}</ul>"
             f"<h2>Results</h2>{html_table(table)}<ul>{notes}</ul>"
-            f"<h2>Strategies</h2><table><tr><th>label</th><th>strategy</th><th>parameters</th></tr>{strategies}</table>"
+            f"<h2>Strategies</h2><div class=\"wide\"><table><tr><th>label</th><th>strategy</th><th>parameters</th></tr>"
+            f"{strategies}</table></div>"
             f"{fleet}<h2>Plots</h2>{plots}</body></html>\n")
 
 

@@ -45,7 +45,9 @@ def test_a_fleet_comparison_report_has_the_tier_table_and_the_fleet_figure(tiny_
     text = (tmp_path / "report.md").read_text()
     assert "## The fleet by tier" in text and "![The fleet" in text
     assert "fleet: 75 % lora-sf7, 25 % nbiot; deadline 600 s per phase;" in text  # shares of the mixture
-    assert "The fleet by tier" in (tmp_path / "report.html").read_text()
+    html = (tmp_path / "report.html").read_text()
+    assert "The fleet by tier" in html
+    assert html.count('<div class="wide"><table>') == 3 and ".wide{overflow-x:auto" in html  # tables scroll in a box
     assert len(pd.read_csv(tmp_path / TIERS_CSV)) == 4
     assert (tmp_path / "fleet.png").stat().st_size > 0
 
