@@ -25,7 +25,12 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
+# the faulty fleet (full with budgets) and FedAvg with error feedback run by default; the rest, a
+# Ray start each, under `make test-slow`
+DEFAULT_CASES = ("fedavg", "fleet-faults-budgets")
+
+
+@pytest.mark.parametrize("case", [c if c in DEFAULT_CASES else pytest.param(c, marks=pytest.mark.slow) for c in CASES])
 def test_grouped_nodes_give_the_metrics_of_one_device_per_node(tiny_config, tmp_path, case):
     cfg = tiny_config("num_devices=5", *CASES[case])
     alone = run_experiment(_per_node(cfg, 1), tmp_path / "alone", progress=False)
