@@ -55,6 +55,7 @@ class DeviceTask:
     device_id: int
     fields: dict[str, Any]
     payload: bytes = b""
+    digest: str = ""  # the payload's digest as it travelled ("" when none, or when only part of it arrived)
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.fields.get(key, default)
@@ -103,9 +104,10 @@ def read_tasks(msg: Message) -> tuple[dict[str, Any], list[DeviceTask]]:
     for i, dev in enumerate(columns["device_id"]):
         fields = {**shared, **{name: columns[name][i] for name in TASK_FIELDS}}
         payload = bytes(table[fields["payload"]]) if fields["payload"] else b""
+        name = fields["payload"]
         if fields["payload_len"] >= 0:
-            payload = payload[:fields["payload_len"]]
-        tasks.append(DeviceTask(int(dev), fields, payload))
+            payload, name = payload[:fields["payload_len"]], ""
+        tasks.append(DeviceTask(int(dev), fields, payload, name))
     return shared, tasks
 
 

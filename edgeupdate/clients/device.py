@@ -71,8 +71,11 @@ class DeviceServices:
 
 
 def try_apply(services: DeviceServices, record: DeviceRecord, payload: bytes,
-              crash_point: float | None = None) -> tuple[P.DeviceStatus, str, ApplyCost]:
+              crash_point: float | None = None, digest: str = "") -> tuple[P.DeviceStatus, str, ApplyCost]:
     """Verify and apply ``payload`` on ``record``'s device; ``(status, reason, apply cost)``.
+
+    ``digest`` is the payload's digest when the message already names it (the apply cache's key;
+    hashed here otherwise).
 
     Never leaves the device on an unverified state: on any failure ``record`` is unchanged.
     """
@@ -96,7 +99,7 @@ def try_apply(services: DeviceServices, record: DeviceRecord, payload: bytes,
             return "", str(err)
         return services.store.put(weights, package.header.target_hash), ""
 
-    key = (record.hash, hashlib.sha256(payload).hexdigest())
+    key = (record.hash, digest or hashlib.sha256(payload).hexdigest())
     result_hash, error = services.applies.get_or_apply(key, apply)
     if error:
         return P.DeviceStatus.REJECTED, error, cost
@@ -141,7 +144,7 @@ def acknowledge_upload(record: DeviceRecord, acked: bool) -> None:
 
 
 def push(services: DeviceServices, record: DeviceRecord, task: dict[str, Any],
-         payload: bytes) -> tuple[P.DeviceStatus, str]:
+         payload: bytes, digest: str = "") -> tuple[P.DeviceStatus, str]:
     """Act out the push the server planned for this device: ``(status, reason)``."""
     runtime = services.runtime
     link = str(task.get("link", P.LINK_OK))
@@ -160,5 +163,5 @@ def push(services: DeviceServices, record: DeviceRecord, task: dict[str, Any],
             return P.DeviceStatus.DEADLINE, f"link closed at the deadline: {err}"
         raise RuntimeError("a package cut at the deadline decoded: the transfer cut is not simulated")
     crash = float(task.get("crash_point", -1.0))
-    status, reason, _ = try_apply(services, record, payload, crash if crash >= 0 else None)
+    status, reason, _ = try_apply(services, record, payload, crash if crash >= 0 else None, digest)
     return status, reason

@@ -29,6 +29,7 @@ class PoolEvaluator:
         self.capacity = capacity
         self.batch_size = batch_size
         self._results: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._positions: dict[int, np.ndarray] = {}  # per device: drawn once per process, not every round
 
     @torch.no_grad()
     def per_image(self, digest: str, weights: StateDict) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +54,10 @@ class PoolEvaluator:
 
     def positions(self, device_id: int) -> np.ndarray:
         """Where the device's test images sit in the pool."""
-        return np.searchsorted(self.runtime.layout.test_pool, self.runtime.layout.test_indices(device_id))
+        if device_id not in self._positions:
+            layout = self.runtime.layout
+            self._positions[device_id] = np.searchsorted(layout.test_pool, layout.test_indices(device_id))
+        return self._positions[device_id]
 
     def evaluate(self, held: dict[int, tuple[str, StateDict]]) -> dict[int, tuple[float, float, int]]:
         """``{device: (loss, accuracy, test images)}`` for devices holding ``(hash, weights)``; a

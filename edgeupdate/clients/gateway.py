@@ -126,7 +126,7 @@ def _train_one(services: DeviceServices, records: DeviceRecords, task: DeviceTas
         return _reply(record, P.DeviceStatus.NO_UPDATE, metrics={"num-examples": 0, "bytes_down_received": 0})
     status, reason, apply_flops, apply_peak = P.DeviceStatus.NO_UPDATE, "", 0.0, 0
     if task.payload:  # a catch-up package before training
-        status, reason, cost = try_apply(services, record, task.payload)
+        status, reason, cost = try_apply(services, record, task.payload, digest=task.digest)
         apply_flops, apply_peak = cost.flops, cost.peak_memory_bytes
     received = {"bytes_down_received": len(task.payload)}
     if status in (P.DeviceStatus.REJECTED, P.DeviceStatus.NO_MEMORY) or record.hash != str(task.get("base_hash")):
@@ -175,7 +175,7 @@ def make_client_app(runtime_for: RuntimeFactory) -> ClientApp:
             record = records[t.device_id]
             acknowledge_upload(record, bool(t.get("upload_acked", False)))
             t0 = time.perf_counter()
-            status, reason = push(services, record, t.fields, t.payload)
+            status, reason = push(services, record, t.fields, t.payload, t.digest)
             outcomes[t.device_id] = (status, reason, time.perf_counter() - t0, len(t.payload))
         held = {t.device_id: (records[t.device_id].hash, services.weights(records[t.device_id])) for t in tasks}
         scores = evaluator.evaluate(held)
