@@ -1,7 +1,8 @@
 """``edgeupdate`` command line.
 
     edgeupdate run CONFIG [--out DIR] [--set key=value ...] [--data-dir DIR]
-    edgeupdate compare CONFIG --strategies a,b,c [--reference full] [--seeds N] [--out DIR]
+    edgeupdate resume RUN_DIR [--data-dir DIR]
+    edgeupdate compare CONFIG --strategies a,b,c [--reference full] [--seeds N] [--out DIR] [--resume]
         (a name is a strategy or a [strategies.<label>] table with strategy = "<name>")
     edgeupdate sweep CONFIG [--strategies a,b] --param-grid 'ka.n=1,2,4' [--param-grid ...] [--seeds N] [--out DIR] [--resume]
     edgeupdate plot RUN_DIR
@@ -43,6 +44,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", type=Path, help="experiment TOML (see configs/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set rounds=3 --set strategy.params.k=0.01")
+    _add_output_args(p)
+
+
+def _add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None, help="dataset directory (default: $EDGEUPDATE_DATA or the user cache)")
     p.add_argument("--quiet", action="store_true", help="print only the final result lines")
     p.add_argument("--verbose", action="store_true", help="Flower's and Ray's own logs")
@@ -57,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=None, help="output directory (default runs/<name>-<timestamp>)")
     run.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
 
+    res = sub.add_parser("resume", help="continue a run that stopped from its last complete round")
+    res.add_argument("run_dir", type=Path, help="the run's output directory (holds config.toml and checkpoint/)")
+    _add_output_args(res)
+
     cmp_ = sub.add_parser("compare", help="run several strategies on identical data, fleet and seeds")
     _add_run_args(cmp_)
     cmp_.add_argument("--strategies", required=True,
@@ -65,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--seeds", type=int, default=1, help="runs per strategy with seeds seed..seed+N-1")
     cmp_.add_argument("--out", type=Path, default=None, help="output directory (default runs/compare-<name>-<timestamp>)")
     cmp_.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
+    cmp_.add_argument("--resume", action="store_true",
+                      help="reuse the runs in --out that finished with the same config; continue unfinished ones")
 
     swp = sub.add_parser("sweep", help="accuracy vs update size: one single-update run per strategy × grid value")
     _add_run_args(swp)
@@ -113,10 +124,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"edgeupdate: {cfg.name}: strategy {cfg.strategy.name}, {cfg.num_devices} devices, "
               f"{cfg.rounds} rounds, dataset {cfg.dataset.name}, model {cfg.model.name} → {out}", flush=True)
     summary = run_experiment(cfg, out, data_dir=args.data_dir, progress=not args.quiet, verbose=args.verbose)
+    _print_result(summary, out)
+    return 0
+
+
+def _print_result(summary: dict, out: Path) -> None:
     print(f"done in {summary['wall_time_s']:.1f} s: final mean accuracy {summary['final_mean_accuracy']:.4f}, "
           f"{summary['total_bytes_down']} bytes down, {summary['total_bytes_up']} bytes up")
+    lost = summary.get("lost", {}).get("device_rounds", 0)
+    if lost:
+        print(f"lost: {lost} device-rounds without an answer (status 'lost' in metrics.csv)")
     print(f"results: {out}/ (metrics.parquet, metrics.csv, versions.csv, config.toml, summary.json, "
           f"accuracy_vs_round.png, accuracy_vs_bytes.png, fleet.png)")
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from edgeupdate.configs import load_config
+    from edgeupdate.simulation.checkpoint import Checkpoints
+    from edgeupdate.simulation.runner import run_experiment
+
+    cfg_file = args.run_dir / "config.toml"
+    if not cfg_file.exists():
+        raise CliError(f"{args.run_dir} holds no config.toml: not a run directory (start one with edgeupdate run)")
+    done = Checkpoints(args.run_dir).latest_round()
+    if done == 0 and (args.run_dir / "summary.json").exists():
+        print(f"{args.run_dir} is complete (summary.json): nothing to resume")
+        return 0
+    cfg = load_config(cfg_file)
+    if not args.quiet:
+        start = f"after round {done}" if done else "from round 1 (no round had completed)"
+        print(f"edgeupdate: resuming {cfg.name} ({cfg.strategy.name}, {cfg.rounds} rounds) {start} → {args.run_dir}",
+              flush=True)
+    summary = run_experiment(cfg, args.run_dir, data_dir=args.data_dir, progress=not args.quiet,
+                             verbose=args.verbose, resume=True)
+    _print_result(summary, args.run_dir)
     return 0
 
 
@@ -131,10 +172,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise CliError("--strategies needs at least one name")
     if args.seeds < 1:
         raise CliError("--seeds must be >= 1")
-    out = _out_dir(args.out, f"compare-{cfg.name}", args.overwrite)
+    if args.resume and args.out is None:
+        raise CliError("--resume needs --out (the directory of the comparison to resume)")
+    out = _out_dir(args.out, f"compare-{cfg.name}", args.overwrite or args.resume)
     command = "edgeupdate " + " ".join(shlex.quote(a) for a in args.argv)
     table = compare(cfg, names, out, reference=args.reference, seeds=args.seeds, data_dir=args.data_dir,
-                    command=command)
+                    command=command, resume=args.resume)
     print(to_markdown(table))
     print(f"results: {out}/ (report.md, report.html, comparison.csv, comparison.md, accuracy_vs_*.png, runs/)")
     return 0
@@ -210,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in reports
-        handler = {"run": cmd_run, "compare": cmd_compare, "sweep": cmd_sweep, "plot": cmd_plot,
+        handler = {"run": cmd_run, "resume": cmd_resume, "compare": cmd_compare, "sweep": cmd_sweep, "plot": cmd_plot,
                    "package": cmd_package}[args.command]
         return handler(args)
     except CliError as err:
@@ -223,7 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from edgeupdate.datasets import DatasetError
         from edgeupdate.updates import PackageError
 
-        if isinstance(err, (DatasetError, PackageError, FileNotFoundError)):
+        from edgeupdate.simulation.checkpoint import CheckpointError
+
+        if isinstance(err, (DatasetError, PackageError, FileNotFoundError, CheckpointError)):
             print(f"error: {err}", file=sys.stderr)
             return EXIT_BAD_INPUT
         if isinstance(err, KeyboardInterrupt):

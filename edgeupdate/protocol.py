@@ -50,6 +50,7 @@ class DeviceStatus(StrEnum):
     UPLOADED = "uploaded"  # TRAIN phase: the device's samples reached the server
     TRAINED = "trained"  # TRAIN phase: the device trained and its update reached the server
     NONE = "none"  # TRAIN phase: the device had no task
+    LOST = "lost"  # no answer: the device's process died, or its node did not reply within the round timeout
 
 
 LINK_OK = "ok"

@@ -13,6 +13,13 @@ in memory, train, upload the encoded update), ``status`` (report only). A TRAIN 
 devices asks the node which devices it serves (run start). EVALUATE: act out the push, then
 evaluate every device on its local test images, one forward pass per distinct model
 (:mod:`edgeupdate.clients.evaluation`).
+
+A device whose handler raises, or whose process the fault injection kills
+(``fleet.faults.lost_prob``), does not answer: the node reports it ``lost`` without a version or
+hash (the server learns what it holds at its next contact). With a checkpoint folder in the
+message, the node writes its devices' state at the end of every round
+(:mod:`edgeupdate.clients.node_state`); the run-start message of a resumed run names the round
+to restore.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from edgeupdate.clients.device import (
 )
 from edgeupdate.clients.evaluation import PoolEvaluator
 from edgeupdate.clients.fit import fit, fit_cost
+from edgeupdate.clients.node_state import load_node_state, save_node_state
 from edgeupdate.messages import DeviceReply, DeviceTask, read_tasks, reply_message
 from edgeupdate.runtime import ExperimentRuntime
 from edgeupdate.store import ModelStore
@@ -114,6 +122,33 @@ def _reply(record: DeviceRecord, status: str, reason: str = "", payload: bytes =
     return DeviceReply(record.device_id, record.version, record.hash, status, reason, payload, metrics or {})
 
 
+class DeviceLost(RuntimeError):
+    """The fault injection killed the device's process (``fleet.faults.lost_prob``)."""
+
+
+def _lost(device_id: int, err: Exception) -> DeviceReply:
+    """What the node says of a device that did not answer (no version or hash: the node cannot know)."""
+    reason = str(err) if isinstance(err, DeviceLost) else f"device handler raised {type(err).__name__}: {err}"
+    return DeviceReply(device_id, -1, "", P.DeviceStatus.LOST, reason.splitlines()[0] if reason else "lost")
+
+
+def _dies(runtime: ExperimentRuntime, device_id: int, round_: int, phase: str, point: str) -> None:
+    """Raise :class:`DeviceLost` when the fault injection kills the device at ``point`` of ``phase``."""
+    if runtime.fleet.faults.loses(runtime.cfg.seed, round_, device_id, phase) == point:
+        raise DeviceLost(f"fault injection: the device process died {point} its {phase} task")
+
+
+def _train_guarded(services: DeviceServices, records: DeviceRecords, task: DeviceTask, context: Context) -> DeviceReply:
+    round_ = int(task.get("round"))
+    try:
+        _dies(services.runtime, task.device_id, round_, "train", "before")
+        reply = _train_one(services, records, task, context)
+        _dies(services.runtime, task.device_id, round_, "train", "after")
+        return reply
+    except Exception as err:  # noqa: BLE001 (a device that fails is lost, the node goes on)
+        return _lost(task.device_id, err)
+
+
 def _train_one(services: DeviceServices, records: DeviceRecords, task: DeviceTask, context: Context) -> DeviceReply:
     runtime = services.runtime
     record = records[task.device_id]
@@ -154,39 +189,58 @@ def make_client_app(runtime_for: RuntimeFactory) -> ClientApp:
         torch.set_num_threads(runtime.cfg.simulation.torch_threads)
         shared, tasks = read_tasks(msg)
         services, evaluator = services_for(runtime, str(shared.get("store", "")))
-        devices = runtime.node_devices(int(context.node_config["partition-id"]))
+        partition = int(context.node_config["partition-id"])
+        if not tasks and shared.get("checkpoint") and int(shared.get("restore_round", 0)) > 0:
+            restored = load_node_state(str(shared["checkpoint"]), partition, int(shared["restore_round"]))
+            context.state.clear()  # a fresh process may still hold a record from a run-start probe
+            if restored is not None:
+                context.state.update(restored)
+        devices = runtime.node_devices(partition)
         return services, evaluator, DeviceRecords(context, services, devices), shared, tasks
 
     @app.train()
     def handle_train(msg: Message, context: Context) -> Message:
         services, _, records, _, tasks = open_node(msg, context)
-        if not tasks:  # which devices does this node serve?
+        if not tasks:  # which devices does this node serve (and what do they hold)?
             replies = [_reply(r, P.DeviceStatus.NO_UPDATE) for r in records]
         else:
-            replies = [_train_one(services, records, t, context) for t in tasks]
+            replies = [_train_guarded(services, records, t, context) for t in tasks]
         records.save()
         return reply_message(msg, replies)
 
     @app.evaluate()
     def handle_evaluate(msg: Message, context: Context) -> Message:
-        services, evaluator, records, _, tasks = open_node(msg, context)
-        outcomes = {}
+        services, evaluator, records, shared, tasks = open_node(msg, context)
+        runtime = services.runtime
+        outcomes, lost = {}, {}
         for t in tasks:
             record = records[t.device_id]
-            acknowledge_upload(record, bool(t.get("upload_acked", False)))
-            t0 = time.perf_counter()
-            status, reason = push(services, record, t.fields, t.payload, t.digest)
-            outcomes[t.device_id] = (status, reason, time.perf_counter() - t0, len(t.payload))
-        held = {t.device_id: (records[t.device_id].hash, services.weights(records[t.device_id])) for t in tasks}
+            try:
+                _dies(runtime, t.device_id, int(t.get("round")), "push", "before")
+                acknowledge_upload(record, bool(t.get("upload_acked", False)))
+                t0 = time.perf_counter()
+                status, reason = push(services, record, t.fields, t.payload, t.digest)
+                outcomes[t.device_id] = (status, reason, time.perf_counter() - t0, len(t.payload))
+                _dies(runtime, t.device_id, int(t.get("round")), "push", "after")
+            except Exception as err:  # noqa: BLE001 (a device that fails is lost, the node goes on)
+                lost[t.device_id] = _lost(t.device_id, err)
+        held = {t.device_id: (records[t.device_id].hash, services.weights(records[t.device_id]))
+                for t in tasks if t.device_id not in lost}
         scores = evaluator.evaluate(held)
         replies = []
         for t in tasks:
+            if t.device_id in lost:
+                replies.append(lost[t.device_id])
+                continue
             status, reason, apply_host_s, received = outcomes[t.device_id]
             loss, acc, n = scores[t.device_id]
             replies.append(_reply(records[t.device_id], status, reason, metrics={
                 "num-examples": n, "accuracy": acc, "loss": loss, "bytes_down_received": received,
                 "apply_host_s": apply_host_s}))
         records.save()
+        if shared.get("checkpoint"):  # the end of the round: what the devices hold, before answering
+            save_node_state(context.state, str(shared["checkpoint"]), int(context.node_config["partition-id"]),
+                            int(shared["round"]))
         return reply_message(msg, replies)
 
     return app

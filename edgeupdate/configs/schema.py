@@ -114,6 +114,7 @@ class FaultsConfig:
     corrupt_bytes: int = bounded(1, min=1)  # bytes flipped in a corrupted transfer
     replay_prob: float = bounded(0.0, min=0.0, max=1.0)  # an attacker replays an older, validly signed package
     forge_prob: float = bounded(0.0, min=0.0, max=1.0)  # an attacker sends a forged package (needs signing)
+    lost_prob: float = bounded(0.0, min=0.0, max=1.0)  # the device process dies mid-phase and never answers it
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,10 @@ reach the same verdict without talking, and a rerun with the same seed injects t
 * attacks (:meth:`FaultConfig.attack`): an attacker on the link replaces the download with an
   older, validly signed package (``replay``) or a forged one (``forge``: signed with the wrong
   key, or altered after signing with its checksum fixed up); the device's checks must refuse it
-  (status ``rejected``). The attacked bytes are built by :mod:`edgeupdate.strategies.attacks`.
+  (status ``rejected``). The attacked bytes are built by :mod:`edgeupdate.strategies.attacks`;
+* lost (:meth:`FaultConfig.loses`): the device's process dies during a phase, before or after doing
+  its task, and never answers; the server records ``lost`` and keeps tracking what the device may
+  hold (only the node knows; the server learns it at the device's next contact).
 """
 
 from __future__ import annotations
@@ -72,9 +75,10 @@ class FaultConfig:
     corrupt_bytes: int = 1
     replay_prob: float = 0.0
     forge_prob: float = 0.0
+    lost_prob: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("dropout_prob", "corruption_prob", "crash_prob", "replay_prob", "forge_prob"):
+        for name in ("dropout_prob", "corruption_prob", "crash_prob", "replay_prob", "forge_prob", "lost_prob"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not math.isfinite(value) or not 0.0 <= value <= 1.0:
@@ -99,6 +103,14 @@ class FaultConfig:
     def crashes(self, seed: int, round_num: int, device_id: DeviceKey) -> bool:
         """Whether the device app crashes part-way through the apply step in ``round_num``."""
         return _draw(seed, "fault-crash", round_num, device_id) < self.crash_prob
+
+    def loses(self, seed: int, round_num: int, device_id: DeviceKey, phase: str) -> str | None:
+        """Whether the device's process dies during ``phase`` (``"train"``/``"push"``) of ``round_num``:
+        ``"before"`` (it never touched the task), ``"after"`` (it finished the task, then died before
+        answering) or None. The device never answers that phase; the server records it ``lost``."""
+        if _draw(seed, "fault-lost", round_num, device_id, phase) >= self.lost_prob:
+            return None
+        return "before" if _draw(seed, "fault-lost-point", round_num, device_id, phase) < 0.5 else "after"
 
     def attack(self, seed: int, round_num: int, device_id: DeviceKey) -> str | None:
         """Which attack (``"replay"``, ``"forge"``) an attacker tries on this round's download, or None.

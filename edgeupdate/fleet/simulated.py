@@ -114,7 +114,8 @@ def simulated_fleet(cfg: ExperimentConfig) -> SimulatedFleet:
     try:
         faults = FaultConfig(dropout_prob=f.faults.dropout_prob, corruption_prob=f.faults.corruption_prob,
                              crash_prob=f.faults.crash_prob, corrupt_bytes=f.faults.corrupt_bytes,
-                             replay_prob=f.faults.replay_prob, forge_prob=f.faults.forge_prob)
+                             replay_prob=f.faults.replay_prob, forge_prob=f.faults.forge_prob,
+                             lost_prob=f.faults.lost_prob)
     except FaultConfigError as err:
         raise ConfigError("fleet.faults", str(err)) from None
     return SimulatedFleet(tuple(devices), faults, f.deadline_s, f.round_interval_s, f.server_flop_per_s,

@@ -143,26 +143,46 @@ def strategy_config(cfg: ExperimentConfig, label: str, overrides: Mapping[str, A
 Runner = Callable[[ExperimentConfig, StrategyChoice, Path], object]
 
 
-def simulation_runner(data_dir: str | None = None) -> Runner:
-    """Run a config on Flower's simulation engine into a directory (no progress lines)."""
+def same_config(cfg: ExperimentConfig, run_dir: Path) -> bool:
+    """Whether ``run_dir`` was started with exactly ``cfg``."""
+    from edgeupdate.configs import dump_config
+
+    cfg_file = run_dir / "config.toml"
+    return cfg_file.exists() and cfg_file.read_text() == dump_config(cfg)
+
+
+def finished_run(cfg: ExperimentConfig, run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a complete run of exactly ``cfg`` (for ``--resume``)."""
+    return (run_dir / "summary.json").exists() and same_config(cfg, run_dir)
+
+
+def simulation_runner(data_dir: str | None = None, resume: bool = False) -> Runner:
+    """Run a config on Flower's simulation engine into a directory (no progress lines); with
+    ``resume``, a directory holding an unfinished run of the same config continues from its checkpoint."""
     from edgeupdate.simulation.runner import run_experiment
 
-    return lambda c, choice, d: run_experiment(c, d, choice=choice, data_dir=data_dir, progress=False)
+    return lambda c, choice, d: run_experiment(c, d, choice=choice, data_dir=data_dir, progress=False,
+                                               resume=resume and same_config(c, d))
 
 
 def run_all(runs: Mapping[str, LabelledRun], out_dir: Path, *, seeds: int = 1,
-            run: Runner | None = None, data_dir: str | None = None,
+            run: Runner | None = None, data_dir: str | None = None, resume: bool = False,
             log: Callable[[str], None] = print) -> dict[str, list[pd.DataFrame]]:
     """Run every prepared label ``seeds`` times (seeds seed … seed+N−1) into
-    ``out_dir/runs/<label>-s<seed>/``; return each label's per-seed metrics frames."""
-    run = run or simulation_runner(data_dir)
+    ``out_dir/runs/<label>-s<seed>/``; return each label's per-seed metrics frames. With ``resume``,
+    runs that finished with the same config are reused and unfinished ones continue from their
+    last checkpoint."""
+    run = run or simulation_runner(data_dir, resume)
     frames: dict[str, list[pd.DataFrame]] = {}
     for label, prepared in runs.items():
         for i in range(seeds):
             seeded = dataclasses.replace(prepared.config, seed=prepared.config.seed + i)
             run_dir = out_dir / "runs" / f"{label}-s{seeded.seed}"
-            log(f"{label} (seed {seeded.seed}) → {run_dir}")
-            run(seeded, prepared.choice, run_dir)
+            if resume and finished_run(seeded, run_dir):
+                log(f"{label} (seed {seeded.seed}): reusing the finished run in {run_dir}")
+            else:
+                log(f"{label} (seed {seeded.seed}) → {run_dir}")
+                run(seeded, prepared.choice, run_dir)
             frames.setdefault(label, []).append(read_metrics(run_dir))
     return frames
 
@@ -215,15 +235,17 @@ def summarise(frames: Mapping[str, list[pd.DataFrame]], reference: str) -> pd.Da
 
 def compare(cfg: ExperimentConfig, strategies: Sequence[str], out_dir: Path, *, reference: str | None = None,
             seeds: int = 1, run: Runner | None = None, data_dir: str | None = None, command: str | None = None,
-            log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Run each label (× seeds), write the comparison files and the report, return the table."""
+            resume: bool = False, log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Run each label (× seeds), write the comparison files and the report, return the table.
+    ``resume=True`` reuses finished runs in ``out_dir`` and continues unfinished ones."""
 
     labels = list(dict.fromkeys(strategies))  # a label given twice runs once
     reference = reference or labels[0]
     if reference not in labels:
         labels = [reference, *labels]
     runs = {label: prepare(cfg, label) for label in labels}  # every label checked once, before any runs
-    frames = run_all(runs, out_dir, seeds=seeds, run=run, data_dir=data_dir, log=lambda m: log(f"compare: {m}"))
+    frames = run_all(runs, out_dir, seeds=seeds, run=run, data_dir=data_dir, resume=resume,
+                     log=lambda m: log(f"compare: {m}"))
     table = summarise(frames, reference)
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "comparison.csv", index=False)

@@ -24,7 +24,7 @@ from typing import Any
 import flwr
 import pandas as pd
 import torch
-from flwr.app import ArrayRecord, Context, MessageType
+from flwr.app import Context, MessageType
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
@@ -35,9 +35,11 @@ from edgeupdate.messages import read_replies, task_message
 from edgeupdate.runtime import ExperimentRuntime, experiment_runtime
 from edgeupdate.configs import ExperimentConfig, dump_config
 from edgeupdate.seeding import derive_seed
+from edgeupdate.simulation.checkpoint import CheckpointError, Checkpoints
 from edgeupdate.simulation.metrics import MetricsCollector, RoundCallback
 from edgeupdate.simulation.plots import plot_run
 from edgeupdate.strategies.attacks import ATTACKS
+from edgeupdate.strategies.base import EdgeStrategy
 from edgeupdate.strategies.resolve import StrategyChoice, resolve_strategy
 
 
@@ -49,12 +51,16 @@ class SimulationError(RuntimeError):
     """The simulation could not run to the end (a device failed, nodes never registered, ...)."""
 
 
-def discover_devices(grid: Grid, runtime: ExperimentRuntime, timeout_s: float = 120.0) -> dict[int, int]:
+def discover_devices(grid: Grid, runtime: ExperimentRuntime, timeout_s: float = 120.0,
+                     restore: tuple[str, int] | None = None,
+                     held: dict[int, tuple[int, str]] | None = None) -> dict[int, int]:
     """Wait until every node registered, then ask each which devices it serves: device id → node id.
 
     The first reply includes building the node's runtime (loading the dataset, the model), as
     heavy as a round on a busy machine, so callers pass the round timeout. Too many or too few
-    nodes, or two nodes claiming one device, fail at once with the counts.
+    nodes, or two nodes claiming one device, fail at once with the counts. ``restore`` =
+    (checkpoint folder, round) has every node restore its devices' state first; ``held``, when
+    given, receives what each device then holds (version, hash).
     """
     expected = runtime.num_nodes
     deadline = time.monotonic() + timeout_s
@@ -71,7 +77,8 @@ def discover_devices(grid: Grid, runtime: ExperimentRuntime, timeout_s: float = 
         raise SimulationError(f"{len(nodes)} nodes registered, but {runtime.cfg.num_devices} devices at "
                               f"{runtime.devices_per_node} per node need {expected}")
     devices: dict[int, int] = {}
-    hello = [task_message(n, MessageType.TRAIN, 0, {}) for n in nodes]
+    common = {"checkpoint": restore[0], "restore_round": restore[1]} if restore else {}
+    hello = [task_message(n, MessageType.TRAIN, 0, {}, common=common) for n in nodes]
     for reply in grid.send_and_receive(hello, timeout=timeout_s):
         node = reply.metadata.src_node_id
         if reply.has_error():
@@ -81,6 +88,8 @@ def discover_devices(grid: Grid, runtime: ExperimentRuntime, timeout_s: float = 
                 raise SimulationError(f"device {report.device_id} is served by two nodes ({devices[report.device_id]} "
                                       f"and {node}): give every node its own partition-id")
             devices[report.device_id] = node
+            if held is not None:
+                held[report.device_id] = (report.model_version, report.model_hash)
     missing = sorted(set(range(runtime.cfg.num_devices)) - set(devices))
     if missing:
         raise SimulationError(f"{len(devices)} of {runtime.cfg.num_devices} devices answered (missing e.g. "
@@ -89,24 +98,40 @@ def discover_devices(grid: Grid, runtime: ExperimentRuntime, timeout_s: float = 
 
 
 def run_server(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, out_dir: Path,
-               on_round: RoundCallback | None = None) -> dict[str, Any]:
+               on_round: RoundCallback | None = None, resume: bool = False) -> dict[str, Any]:
     """The whole server side of a run of ``choice`` (built and checked once, before); returns the
-    summary it wrote."""
+    summary it wrote. A checkpoint is written at the end of every round; ``resume=True`` continues
+    from the last complete one (from round 1 when there is none)."""
     cfg = runtime.cfg
     random.seed(derive_seed(cfg.seed, "flower-sampling"))
     torch.manual_seed(derive_seed(cfg.seed, "server"))
     t0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoints = Checkpoints(out_dir)
+    store = out_dir / STORE_DIR
+    done = checkpoints.latest_round() if resume else 0
+    if not done:  # a fresh start: nothing of an earlier run in this directory may leak in
+        checkpoints.clear()
+        shutil.rmtree(store, ignore_errors=True)
     (out_dir / "config.toml").write_text(dump_config(cfg))
-    devices = discover_devices(grid, runtime, timeout_s=cfg.simulation.round_timeout_s)
+    held: dict[int, tuple[int, str]] = {}
+    devices = discover_devices(grid, runtime, timeout_s=cfg.simulation.round_timeout_s,
+                               restore=(checkpoints.nodes_dir, done) if done else None, held=held)
     collector = MetricsCollector(on_round=on_round)
     strategy = choice.cls(runtime, choice.params, collector, devices)
-    store = out_dir / STORE_DIR
+    earlier_wall_s = 0.0
+    if done:
+        restored = checkpoints.load(strategy)
+        strategy, collector.rows, earlier_wall_s = restored.strategy, restored.rows, restored.wall_time_s
+        rebind_devices(strategy, devices, held)
     strategy.store_dir = str(store.resolve())
-    strategy.start(grid, ArrayRecord(runtime.initial_state), num_rounds=cfg.rounds,
-                   timeout=cfg.simulation.round_timeout_s)
-    wall_s = time.perf_counter() - t0
-    shutil.rmtree(store, ignore_errors=True)  # the weights the devices held; versions.csv names them
+    strategy.checkpoint_dir = checkpoints.nodes_dir
+
+    def checkpoint(round_: int) -> None:
+        checkpoints.save(round_, strategy, collector.rows, earlier_wall_s + time.perf_counter() - t0)
+
+    strategy.run_rounds(grid, done + 1, cfg.rounds, cfg.simulation.round_timeout_s, after_round=checkpoint)
+    wall_s = earlier_wall_s + time.perf_counter() - t0
     df = collector.write(out_dir)
     pd.DataFrame(strategy.version_log).to_csv(out_dir / "versions.csv", index=False)
     summary = {
@@ -120,12 +145,29 @@ def run_server(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, o
         "sim_time_s": float(df.groupby("round")["round_sim_time_s"].first().sum()),
         "status_counts": {str(k): int(v) for k, v in df["status"].value_counts().sort_index().items()},
         "attacks": attack_counts(df),
+        "lost": lost_counts(df),
         "versions": {"edgeupdate": __version__, "flwr": flwr.__version__, "torch": torch.__version__,
                      "python": platform.python_version()},
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_run(out_dir, df)
+    checkpoints.clear()  # the run is complete: its results are written
+    shutil.rmtree(store, ignore_errors=True)  # the weights the devices held; versions.csv names them
     return summary
+
+
+def rebind_devices(strategy: EdgeStrategy, devices: dict[int, int], held: dict[int, tuple[int, str]]) -> None:
+    """After a resume: the nodes have new ids, and every restored device must hold a state the
+    checkpoint says it may hold (its known state, or the one it was being sent when it was lost)."""
+    if set(devices) != set(strategy.views):
+        raise CheckpointError(f"the checkpoint has {len(strategy.views)} devices, this run {len(devices)}")
+    for dev, view in strategy.views.items():
+        view.node_id = devices[dev]
+        version, digest = held[dev]
+        if digest not in (view.hash, view.maybe):
+            raise CheckpointError(f"device {dev} restored a state (version {version}, hash {digest[:16]}) the "
+                                  f"checkpoint does not expect (version {view.version}, hash {view.hash[:16]})")
+        view.version, view.hash, view.maybe = version, digest, ""
 
 
 def attack_counts(df: pd.DataFrame) -> dict[str, dict[str, int]]:
@@ -137,9 +179,16 @@ def attack_counts(df: pd.DataFrame) -> dict[str, dict[str, int]]:
             for kind in ATTACKS}
 
 
+def lost_counts(df: pd.DataFrame) -> dict[str, Any]:
+    """Device-rounds without an answer (status or train_status ``lost``), and how often each reason came."""
+    lost = (df["status"] == P.DeviceStatus.LOST) | (df.get("train_status", "") == P.DeviceStatus.LOST)
+    reasons = df.loc[df["status"] == P.DeviceStatus.LOST, "reason"].value_counts()
+    return {"device_rounds": int(lost.sum()), "reasons": {str(k): int(v) for k, v in reasons.head(5).items()}}
+
+
 def make_server_app(runtime_for: Callable[[Context], ExperimentRuntime],
                     out_dir_for: Callable[[Context], Path], progress: bool = True,
-                    choice: StrategyChoice | None = None) -> ServerApp:
+                    choice: StrategyChoice | None = None, resume: bool = False) -> ServerApp:
     """A ServerApp running :func:`run_server`; the runtime and output dir come from the context, the
     strategy from ``choice`` (resolved from the runtime's config when not given)."""
     app = ServerApp()
@@ -148,7 +197,8 @@ def make_server_app(runtime_for: Callable[[Context], ExperimentRuntime],
     def main(grid: Grid, context: Context) -> None:
         runtime = runtime_for(context)
         chosen = choice or resolve_strategy(runtime.cfg)
-        run_server(grid, runtime, chosen, out_dir_for(context), progress_printer(runtime.cfg) if progress else None)
+        run_server(grid, runtime, chosen, out_dir_for(context), progress_printer(runtime.cfg) if progress else None,
+                   resume=resume)
 
     return app
 
@@ -179,8 +229,10 @@ def backend_config(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, choice: StrategyChoice | None = None,
-                   data_dir: str | None = None, progress: bool = True, verbose: bool = False) -> dict[str, Any]:
+                   data_dir: str | None = None, progress: bool = True, verbose: bool = False,
+                   resume: bool = False) -> dict[str, Any]:
     """Run ``cfg`` on Flower's simulation engine; write results into ``out_dir``; return the summary.
+    ``resume=True`` continues the run in ``out_dir`` from its last checkpoint.
 
     ``choice`` is ``cfg``'s strategy, built and checked by :func:`resolve_strategy`; callers that
     resolved it already (``compare`` and ``sweep`` do, once per label) pass it, else it is resolved here."""
@@ -191,10 +243,11 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, choice: StrategyChoi
     runtime.fleet  # noqa: B018 (builds and validates the fleet)
     runtime.signing_key()  # reads package.key_file, if any
     client_app: ClientApp = make_client_app(lambda _ctx: experiment_runtime(cfg, data_dir))
-    server_app = make_server_app(lambda _ctx: runtime, lambda _ctx: out_dir, progress, choice)
+    server_app = make_server_app(lambda _ctx: runtime, lambda _ctx: out_dir, progress, choice, resume)
     if not verbose:  # Flower's run_simulation deprecation banner is a WARNING; errors still show
         logging.getLogger("flwr").setLevel(logging.ERROR)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    (out_dir / "summary.json").unlink(missing_ok=True)  # written again only when this run completes
     with warnings.catch_warnings():
         if not verbose:  # Ray's FutureWarning about accelerator variables (no accelerator is used)
             warnings.filterwarnings("ignore", category=FutureWarning, module=r"ray\.")

@@ -34,7 +34,6 @@ from edgeupdate.configs import ConfigError, ExperimentConfig
 from edgeupdate.protocol import DeviceStatus
 from edgeupdate.simulation.compare import LabelledRun, Runner, prepare, run_all, simulation_runner
 from edgeupdate.simulation.tables import to_markdown
-from edgeupdate.strategies.resolve import StrategyChoice
 
 GRID_SYNTAX = "STRATEGY.PARAM=V1,V2,... (e.g. ka.n=1,2,4)"
 COLUMNS = ["strategy", "params", "update_params", "update_pct", "bytes_down", "bytes_pct", "initial_accuracy",
@@ -221,14 +220,6 @@ class SweepError(RuntimeError):
     """Some points could not be run; the table holds the others."""
 
 
-def finished_run(cfg: ExperimentConfig, run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds a complete run of exactly ``cfg`` (for ``--resume``)."""
-    from edgeupdate.configs import dump_config
-
-    cfg_file, summary = run_dir / "config.toml", run_dir / "summary.json"
-    return summary.exists() and cfg_file.exists() and cfg_file.read_text() == dump_config(cfg)
-
-
 def sweep(cfg: ExperimentConfig, strategies: Sequence[str], axes: Sequence[GridAxis], out_dir: Path, *,
           seeds: int = 1, run: Runner | None = None, data_dir: str | None = None, resume: bool = False,
           log: Callable[[str], None] = print) -> pd.DataFrame:
@@ -236,27 +227,22 @@ def sweep(cfg: ExperimentConfig, strategies: Sequence[str], axes: Sequence[GridA
     point (a long sweep can be read while it runs); return the table.
 
     A point whose simulation fails is reported and skipped, and :class:`SweepError` is raised at the
-    end; ``resume=True`` reuses the runs in ``out_dir`` that finished with the same config.
+    end; ``resume=True`` reuses the runs in ``out_dir`` that finished with the same config and
+    continues unfinished ones from their last checkpoint.
     """
     from edgeupdate.simulation.plots import plot_sweep
 
     points = sweep_points(cfg, strategies, axes)  # every point validated before the first run
     dense = dense_model_bytes(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
-    simulate = run or simulation_runner(data_dir)
-
-    def run_or_reuse(c: ExperimentConfig, choice: StrategyChoice, d: Path) -> object:
-        if resume and finished_run(c, d):
-            log(f"sweep: reusing the finished run in {d}")
-            return None
-        return simulate(c, choice, d)
+    simulate = run or simulation_runner(data_dir, resume)
 
     rows: list[dict[str, Any]] = []
     failed: list[str] = []
     table = pd.DataFrame()
     for i, point in enumerate(points, 1):
         try:
-            frames = run_all({point.label: point.run}, out_dir, seeds=seeds, run=run_or_reuse,
+            frames = run_all({point.label: point.run}, out_dir, seeds=seeds, run=simulate, resume=resume,
                              log=lambda m, i=i: log(f"sweep [{i}/{len(points)}]: {m}"))
         except Exception as err:  # one failed simulation must not throw away hours of finished points
             log(f"sweep: {point.label} FAILED: {type(err).__name__}: {err}")

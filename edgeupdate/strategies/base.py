@@ -24,7 +24,7 @@ A subclass overrides a hook or two. Server-retrain strategies derive from
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -86,6 +86,8 @@ class EdgeStrategy(Strategy):
         for dev, node in sorted(devices.items()):
             self.store.add_device(dev, node, runtime.student_memory(dev))
         self.store_dir = ""  # the run's shared model store, where the nodes keep weights (set by the runner)
+        self.checkpoint_dir = ""  # where the nodes write their devices' state each round ("" = nowhere)
+        self._sent: dict[int, list[int]] = {}  # the current phase: node -> the devices it was sent tasks for
         self.key = runtime.signing_key()
         self.archive = PackageArchive()  # packages pushed so far (what a replay attacker could record)
         self.log = RoundLog()
@@ -112,6 +114,13 @@ class EdgeStrategy(Strategy):
     def version_log(self) -> list[dict[str, Any]]:
         """Every state the server issued (``versions.csv``)."""
         return self.store.log
+
+    def checkpoint_references(self) -> dict[str, Any]:
+        """What this strategy shares with its run rather than owns, by name: a checkpoint
+        (:mod:`edgeupdate.simulation.checkpoint`) refers to these instead of copying them, and a
+        resumed run binds the names to its own. Extend it for large objects rebuilt from the runtime."""
+        return {"runtime": self.runtime, "cfg": self.cfg, "fleet": self.fleet, "collector": self.collector,
+                "key": self.key}
 
     # ------------------------------------------------------------------ hooks
     def train_task(self, round_: int, view: DeviceView) -> dict[str, Any] | None:
@@ -156,6 +165,21 @@ class EdgeStrategy(Strategy):
         """The current phase's encoded package for ``view``'s device (e.g. a catch-up before local
         training, built against the last release)."""
         return self.push.package_for(view)
+
+    # ------------------------------------------------------------ round loop
+    def run_rounds(self, grid: Grid, first_round: int, num_rounds: int, timeout: float,
+                   after_round: Callable[[int], None] | None = None) -> None:
+        """Rounds ``first_round … num_rounds``, as Flower's ``Strategy.start`` runs them (TRAIN, then
+        EVALUATE), calling ``after_round(r)`` once round r is complete (the runner checkpoints there).
+        A resumed run starts past round 1."""
+        arrays, empty = ArrayRecord(), ConfigRecord()
+        for round_ in range(first_round, num_rounds + 1):
+            replies = grid.send_and_receive(self.configure_train(round_, arrays, empty, grid), timeout=timeout)
+            self.aggregate_train(round_, replies)
+            replies = grid.send_and_receive(self.configure_evaluate(round_, arrays, empty, grid), timeout=timeout)
+            self.aggregate_evaluate(round_, replies)
+            if after_round is not None:
+                after_round(round_)
 
     # ------------------------------------------------------------ Flower API
     def summary(self) -> None:  # Flower calls this at start; the runner prints its own header
@@ -247,7 +271,11 @@ class EdgeStrategy(Strategy):
     # -------------------------------------------------------------- helpers
     def _messages(self, message_type: str, round_: int, tasks: dict[int, dict[int, dict[str, Any]]]) -> list[Message]:
         """One message per node, carrying the tasks of all its devices (each distinct payload once)."""
-        return [task_message(node, message_type, round_, node_tasks, common={"store": self.store_dir})
+        common = {"store": self.store_dir}
+        if message_type == MessageType.EVALUATE and self.checkpoint_dir:  # the round's last phase
+            common["checkpoint"] = self.checkpoint_dir
+        self._sent = {node: sorted(node_tasks) for node, node_tasks in tasks.items()}
+        return [task_message(node, message_type, round_, node_tasks, common=common)
                 for node, node_tasks in sorted(tasks.items())]
 
     def _push_plan(self, round_: int, start_s: float) -> PushPlan:
@@ -257,6 +285,8 @@ class EdgeStrategy(Strategy):
                         budgets=self.cfg.fleet.budgets, archive=self.archive)
 
     def _check_report(self, round_: int, r: P.DeviceReport) -> None:
+        if r.status == P.DeviceStatus.LOST:  # it did not answer: nothing to check until it does
+            return
         push = self.log.push.get(r.device_id)
         planned = push.outcome.status if push and push.outcome else None
         if planned in _PLANNED_EXACTLY and r.status != planned:
@@ -274,12 +304,33 @@ class EdgeStrategy(Strategy):
                                       f"{r.model_hash[:16]}) that match no version the server issued")
 
     def _reports(self, replies: Iterable[Message]) -> list[P.DeviceReport]:
-        reports = []
+        """Every device's report of this phase, by device id. A device that did not answer — its node
+        failed, sent nothing within the round timeout, or said it was lost — gets a ``lost`` report
+        with the version the server last knew; what it was sent may have reached it (``view.maybe``)."""
+        reports: dict[int, P.DeviceReport] = {}
+        unanswered = {node: (devices, f"its node {node} did not reply within the round timeout")
+                      for node, devices in self._sent.items()}
         for msg in replies:
+            node = msg.metadata.src_node_id
+            devices, _ = unanswered.pop(node, ([], ""))
             if msg.has_error():
-                raise RuntimeError(f"node {msg.metadata.src_node_id} failed: {msg.error.reason}")
+                unanswered[node] = (devices, f"its node {node} failed: {msg.error.reason}".splitlines()[0])
+                continue
             for report in read_replies(msg):
-                view = self.views[report.device_id]
-                view.version, view.hash = report.model_version, report.model_hash
-                reports.append(report)
-        return sorted(reports, key=lambda r: r.device_id)
+                if report.device_id in self.views:
+                    reports[report.device_id] = report
+        for node, (devices, reason) in unanswered.items():
+            for dev in devices:
+                reports[dev] = P.DeviceReport(node, dev, -1, "", P.DeviceStatus.LOST, b"", {}, reason)
+        out = []
+        for dev, report in sorted(reports.items()):
+            view = self.views[dev]
+            if report.status == P.DeviceStatus.LOST:
+                if view.hash != self.target_of(view).hash:
+                    view.maybe = self.target_of(view).hash
+                report = P.DeviceReport(report.node_id, dev, view.version, view.hash, report.status, b"", {},
+                                        report.reason)
+            else:
+                view.version, view.hash, view.maybe = report.model_version, report.model_hash, ""
+            out.append(report)
+        return out

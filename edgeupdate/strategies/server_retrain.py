@@ -37,9 +37,11 @@ class ServerRetrainStrategy(EdgeStrategy):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.parts: list[TensorData] = []  # what made Dʳ, in arrival order
-        self.pool = TensorData(torch.zeros(0), torch.zeros(0, dtype=torch.long))  # Dʳ
+        self.pool = TensorData(torch.zeros(0), torch.zeros(0, dtype=torch.long))  # Dʳ, in arrival order
         self.validation = self.runtime.validation()
+
+    def checkpoint_references(self) -> dict[str, Any]:
+        return {**super().checkpoint_references(), "validation": self.validation}
 
     def train_task(self, round_: int, view: DeviceView) -> dict[str, Any] | None:
         if round_ > 1 and self.cfg.stream.source == "devices":
@@ -55,15 +57,15 @@ class ServerRetrainStrategy(EdgeStrategy):
     def grow_pool(self, round_: int, reports: list[P.DeviceReport]) -> TensorData:
         """Dʳ: the samples that arrived this round (server-side or uploaded) added to Dʳ⁻¹."""
         layout = self.runtime.layout
+        parts = [self.pool]
         if round_ == 1 or self.cfg.stream.source == "server":
             idx = [layout.arrivals(d, round_) for d in range(layout.num_devices)]
-            self.parts.append(self.runtime.train_subset(np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64)))
+            parts.append(self.runtime.train_subset(np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64)))
         else:
             norm = NORMALIZATION[self.runtime.dataset.name]
-            for r in reports:
-                if r.payload:
-                    self.parts.append(decode_samples(r.payload, norm))
-        return TensorData(torch.cat([d.x for d in self.parts if len(d)]), torch.cat([d.y for d in self.parts if len(d)]))
+            parts.extend(decode_samples(r.payload, norm) for r in reports if r.payload)
+        parts = [d for d in parts if len(d)]
+        return TensorData(torch.cat([d.x for d in parts]), torch.cat([d.y for d in parts]))
 
     def on_release(self, round_: int) -> None:
         self.update_students(round_, self.pool)

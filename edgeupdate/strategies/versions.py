@@ -35,6 +35,7 @@ class DeviceView:
     version: int = 0
     hash: str = ""
     line: str = MAIN_LINE
+    maybe: str = ""  # a state it may hold instead: it was lost while a package to this state was under way
 
 
 @dataclass
@@ -110,5 +111,5 @@ class VersionStore:
 
     def forget_unheld(self) -> None:
         """Drop the states that no device holds and no line targets (keeps memory bounded)."""
-        held = {v.hash for v in self.views.values()} | {self.target_of_line(v.line).hash for v in self.views.values()}
+        held = {h for v in self.views.values() for h in (v.hash, v.maybe, self.target_of_line(v.line).hash)}
         self.states = {h: s for h, s in self.states.items() if h in held}
