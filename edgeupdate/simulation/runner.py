@@ -158,16 +158,17 @@ def run_server(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, o
 
 def rebind_devices(strategy: EdgeStrategy, devices: dict[int, int], held: dict[int, tuple[int, str]]) -> None:
     """After a resume: the nodes have new ids, and every restored device must hold a state the
-    checkpoint says it may hold (its known state, or the one it was being sent when it was lost)."""
+    checkpoint says it may hold (its known state, or one it was being sent when it was lost). The
+    server learns no more than it knew: a lost device's state is learnt at its next report, as in a
+    run that never stopped."""
     if set(devices) != set(strategy.views):
         raise CheckpointError(f"the checkpoint has {len(strategy.views)} devices, this run {len(devices)}")
     for dev, view in strategy.views.items():
         view.node_id = devices[dev]
         version, digest = held[dev]
-        if digest not in (view.hash, view.maybe):
+        if digest not in (view.hash, *view.maybe):
             raise CheckpointError(f"device {dev} restored a state (version {version}, hash {digest[:16]}) the "
                                   f"checkpoint does not expect (version {view.version}, hash {view.hash[:16]})")
-        view.version, view.hash, view.maybe = version, digest, ""
 
 
 def attack_counts(df: pd.DataFrame) -> dict[str, dict[str, int]]:

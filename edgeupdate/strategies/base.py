@@ -88,6 +88,7 @@ class EdgeStrategy(Strategy):
         self.store_dir = ""  # the run's shared model store, where the nodes keep weights (set by the runner)
         self.checkpoint_dir = ""  # where the nodes write their devices' state each round ("" = nowhere)
         self._sent: dict[int, list[int]] = {}  # the current phase: node -> the devices it was sent tasks for
+        self._sent_targets: dict[int, str] = {}  # the current phase: device -> the state its package leads to
         self.key = runtime.signing_key()
         self.archive = PackageArchive()  # packages pushed so far (what a replay attacker could record)
         self.log = RoundLog()
@@ -190,6 +191,7 @@ class EdgeStrategy(Strategy):
         self.log = RoundLog(start_s=self.clock_s)
         self.push = self._push_plan(server_round, self.log.start_s)
         tasks: dict[int, dict[int, dict[str, Any]]] = {}  # node -> device -> task
+        self._sent_targets = {}
         for view in self.store.in_order():
             task = self.train_task(server_round, view)
             if task is None:
@@ -199,6 +201,7 @@ class EdgeStrategy(Strategy):
                 continue
             if task.get("package"):
                 self.log.add_bytes_down(view.device_id, len(task["package"]))
+                self._sent_targets[view.device_id] = self.package_for(view).target_hash
             tasks.setdefault(view.node_id, {})[view.device_id] = task
         return self._messages(MessageType.TRAIN, server_round, tasks)
 
@@ -239,6 +242,7 @@ class EdgeStrategy(Strategy):
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
         tasks: dict[int, dict[int, dict[str, Any]]] = {}  # node -> device -> task
+        self._sent_targets = {}
         for view in self.store.in_order():
             target = self.target_of(view)
             task: dict[str, Any] = {"task": PUSH, "target_version": target.number, "link": P.LINK_OK,
@@ -247,6 +251,8 @@ class EdgeStrategy(Strategy):
                 push, fields = self.push.for_device(view)
                 self.log.push[view.device_id] = push
                 task.update(fields)
+                if push.outcome and push.outcome.status == P.DeviceStatus.APPLIED and push.attack == NO_ATTACK:
+                    self._sent_targets[view.device_id] = push.target_hash
             else:
                 self.log.push[view.device_id] = Push(base_version=view.version)
             arrived = task.get("payload_len", -1)
@@ -326,11 +332,11 @@ class EdgeStrategy(Strategy):
         for dev, report in sorted(reports.items()):
             view = self.views[dev]
             if report.status == P.DeviceStatus.LOST:
-                if view.hash != self.target_of(view).hash:
-                    view.maybe = self.target_of(view).hash
+                if self._sent_targets.get(dev, view.hash) not in (view.hash, *view.maybe):
+                    view.maybe = (*view.maybe, self._sent_targets[dev])
                 report = P.DeviceReport(report.node_id, dev, view.version, view.hash, report.status, b"", {},
                                         report.reason)
             else:
-                view.version, view.hash, view.maybe = report.model_version, report.model_hash, ""
+                view.version, view.hash, view.maybe = report.model_version, report.model_hash, ()
             out.append(report)
         return out

@@ -41,6 +41,7 @@ class Encoded:
     kind: str  # release | catch-up | full | budget
     cost: ApplyCost
     base_version: int
+    target_hash: str = ""  # what a device holds once it applied the package
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Push:
     base_version: int = 0
     outcome: RoundOutcome | None = None
     attack: str = "none"  # none | replay | forge: an attacker replaced the package (strategies.attacks)
+    target_hash: str = ""  # what the device holds if the package arrives intact and applies
 
 
 class PackageHooks(Protocol):
@@ -114,7 +116,7 @@ class PushPlan:
     def encode(self, package: UpdatePackage, kind: str, base: ModelVersion) -> Encoded:
         payload = package.encode(self.key)
         return Encoded(payload, kind, apply_cost(package.header, len(payload), state_bytes(base.weights)),
-                       base.number)
+                       base.number, package.header.target_hash)
 
     def for_device(self, view: DeviceView) -> tuple[Push, dict[str, Any]]:
         """What the push does for ``view``'s device, and the EVALUATE task fields that act it out."""
@@ -123,7 +125,8 @@ class PushPlan:
         if self.budgets and outcome.status in (P.DeviceStatus.DEADLINE, P.DeviceStatus.NO_MEMORY):
             enc, outcome = self._budgeted(view, enc, outcome)
         enc, outcome, attack = attacks.attack(self, view, enc, outcome)
-        return Push(enc.kind, enc.base_version, outcome, attack), self._act_out(view.device_id, enc, outcome)
+        return (Push(enc.kind, enc.base_version, outcome, attack, enc.target_hash),
+                self._act_out(view.device_id, enc, outcome))
 
     def _plan(self, view: DeviceView, enc: Encoded) -> RoundOutcome:
         workload = Workload(down_bytes=len(enc.payload), apply_flops=enc.cost.flops,

@@ -35,7 +35,7 @@ class DeviceView:
     version: int = 0
     hash: str = ""
     line: str = MAIN_LINE
-    maybe: str = ""  # a state it may hold instead: it was lost while a package to this state was under way
+    maybe: tuple[str, ...] = ()  # states it may hold instead: it was lost while packages to them were under way
 
 
 @dataclass
@@ -111,5 +111,5 @@ class VersionStore:
 
     def forget_unheld(self) -> None:
         """Drop the states that no device holds and no line targets (keeps memory bounded)."""
-        held = {h for v in self.views.values() for h in (v.hash, v.maybe, self.target_of_line(v.line).hash)}
+        held = {h for v in self.views.values() for h in (v.hash, *v.maybe, self.target_of_line(v.line).hash)}
         self.states = {h: s for h, s in self.states.items() if h in held}
