@@ -39,6 +39,7 @@ from edgeupdate.simulation.metrics import MetricsCollector, RoundCallback
 from edgeupdate.simulation.plots import plot_run
 from edgeupdate.strategies.attacks import ATTACKS
 from edgeupdate.strategies.resolve import StrategyChoice, resolve_strategy
+from edgeupdate.strategies.saved_packages import PackageSaver
 
 
 STORE_DIR = "store"  # under the run directory: the shared model store while the run lasts
@@ -103,6 +104,8 @@ def run_server(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, o
     strategy = choice.cls(runtime, choice.params, collector, devices)
     store = out_dir / STORE_DIR
     strategy.store_dir = str(store.resolve())
+    if cfg.simulation.save_packages:
+        strategy.saver = PackageSaver(out_dir)
     strategy.start(grid, ArrayRecord(runtime.initial_state), num_rounds=cfg.rounds,
                    timeout=cfg.simulation.round_timeout_s)
     wall_s = time.perf_counter() - t0

@@ -41,6 +41,7 @@ from edgeupdate.simulation.metrics import MetricsCollector
 from edgeupdate.strategies.attacks import NO_ATTACK, PackageArchive
 from edgeupdate.strategies.push import Encoded, Push, PushPlan, top_changes_package
 from edgeupdate.strategies.rows import RoundLog, metrics_row
+from edgeupdate.strategies.saved_packages import PackageSaver
 from edgeupdate.strategies.versions import DeviceView, ModelVersion, VersionStore
 from edgeupdate.updates import StateDict, UpdatePackage, dense_package, sparse_package
 
@@ -86,6 +87,7 @@ class EdgeStrategy(Strategy):
         for dev, node in sorted(devices.items()):
             self.store.add_device(dev, node, runtime.student_memory(dev))
         self.store_dir = ""  # the run's shared model store, where the nodes keep weights (set by the runner)
+        self.saver: PackageSaver | None = None  # simulation.save_packages (set by the runner)
         self.key = runtime.signing_key()
         self.archive = PackageArchive()  # packages pushed so far (what a replay attacker could record)
         self.log = RoundLog()
@@ -175,6 +177,8 @@ class EdgeStrategy(Strategy):
                 continue
             if task.get("package"):
                 self.log.add_bytes_down(view.device_id, len(task["package"]))
+                if self.saver is not None:
+                    self.saver.record(server_round, "train", view, task["package"])
             tasks.setdefault(view.node_id, {})[view.device_id] = task
         return self._messages(MessageType.TRAIN, server_round, tasks)
 
@@ -241,6 +245,8 @@ class EdgeStrategy(Strategy):
             self.collector.add_row(**metrics_row(server_round, self.name, r, view, self.target_of(view).hash,
                                                  self.log, self.fleet, next_start_s - self.log.start_s))
         self.clock_s = next_start_s
+        if self.saver is not None:
+            self.saver.end_round(self.store)
         self.store.forget_unheld()
         return self.collector.round_summary(server_round)
 
@@ -254,7 +260,7 @@ class EdgeStrategy(Strategy):
         """A plan for packages sent from ``start_s`` on (each distinct package encoded once)."""
         return PushPlan(round_, store=self.store, fleet=self.fleet, hooks=self, release=self.release, key=self.key,
                         inference_flops=self.runtime.forward.flops, release_s=start_s,
-                        budgets=self.cfg.fleet.budgets, archive=self.archive)
+                        budgets=self.cfg.fleet.budgets, archive=self.archive, saver=self.saver)
 
     def _check_report(self, round_: int, r: P.DeviceReport) -> None:
         push = self.log.push.get(r.device_id)
