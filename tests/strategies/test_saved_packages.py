@@ -8,14 +8,16 @@ import hashlib
 import pandas as pd
 import pytest
 import torch
+from flwr.app import ArrayRecord, ConfigRecord
 
 from edgeupdate.cli import main
+from edgeupdate.runtime import build_runtime
 from edgeupdate.simulation.metrics import MetricsCollector
 from edgeupdate.strategies.base import EdgeStrategy, NoParams
+from edgeupdate.strategies.resolve import strategy_class, validate_strategy
 from edgeupdate.strategies.saved_packages import COLUMNS, PackageSaver, package_header
 from edgeupdate.strategies.versions import ModelVersion, VersionStore
 from edgeupdate.updates import load_state_file, sparse_package, state_hash
-from edgeupdate.runtime import build_runtime
 
 
 def _state(offset: float) -> dict[str, torch.Tensor]:
@@ -175,3 +177,23 @@ def test_offline_devices_and_withheld_packages_get_no_row(tiny_config, tmp_path)
     strategy.saver.end_round(strategy.store)
 
     assert _csv(tmp_path / "run").empty and not any((tmp_path / "run" / "packages").iterdir())
+
+
+def test_a_catch_up_sent_before_local_training_is_a_train_row(tiny_config, tmp_path, server_task_identity):
+    runtime = build_runtime(tiny_config("strategy.name='fedavg'", "strategy.params={}", "model.hidden=[8]"))
+    strategy = strategy_class("fedavg")(runtime, validate_strategy("fedavg", {}), MetricsCollector(),
+                                        {d: 10 + d for d in range(3)})
+    strategy.saver = PackageSaver(tmp_path)
+    v1 = {k: v + 0.25 for k, v in runtime.initial_state.items()}
+    strategy.store.release(1, ModelVersion(1, v1, state_hash(v1)))  # every device still holds version 0
+
+    strategy.configure_train(2, ArrayRecord(v1), ConfigRecord(), None)
+    strategy.saver.end_round(strategy.store)
+
+    rows = _csv(tmp_path)
+    assert set(rows["device_id"]) == strategy.sampled(2) and set(rows["phase"]) == {"train"}
+    assert (rows["base_version"] == 0).all() and (rows["target_version"] == 1).all()
+    row = rows.iloc[0]
+    assert main(["package", "apply", "--model", str(tmp_path / row["base_model"]),
+                 "--package", str(tmp_path / row["file"]), "--out", str(tmp_path / "v1.pt")]) == 0
+    assert state_hash(load_state_file(tmp_path / "v1.pt")) == strategy.latest.hash == row["target_hash"]
