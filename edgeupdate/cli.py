@@ -114,7 +114,8 @@ def _load(args: argparse.Namespace) -> ExperimentConfig:
     """The config of ``args.config`` with ``--set`` overrides (and ``--save-packages``)."""
     from edgeupdate.configs import load_config
 
-    return load_config(args.config, [*args.overrides, *(["simulation.save_packages=true"] if args.save_packages else [])])
+    saving = ["simulation.save_packages=true"] if getattr(args, "save_packages", False) else []
+    return load_config(args.config, [*args.overrides, *saving])
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -132,7 +132,8 @@ class PackageSaver:
         target_version, target_hash, default_kind = self._targets[name]
         self._rows.append({
             "round": round_, "phase": phase, "device_id": view.device_id, "file": name, "bytes": len(payload),
-            "kind": kind or default_kind, "transfer": transfer, "bytes_down": len(payload) if bytes_down is None else bytes_down,
+            "kind": kind or default_kind, "transfer": transfer,
+            "bytes_down": len(payload) if bytes_down is None else bytes_down,
             "base_version": view.version, "base_hash": view.hash, "target_version": target_version,
             "target_hash": target_hash, "attack": attack,
             "attack_file": self.save_package(attack_payload) if attack_payload is not None else "",
