@@ -1,6 +1,6 @@
 """``edgeupdate`` command line.
 
-    edgeupdate run CONFIG [--out DIR] [--set key=value ...] [--data-dir DIR]
+    edgeupdate run CONFIG [--out DIR] [--set key=value ...] [--data-dir DIR] [--save-packages]
     edgeupdate resume RUN_DIR [--data-dir DIR]
     edgeupdate compare CONFIG --strategies a,b,c [--reference full] [--seeds N] [--out DIR] [--resume]
         (a name is a strategy or a [strategies.<label>] table with strategy = "<name>")
@@ -22,6 +22,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edgeupdate.configs import ExperimentConfig
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -51,6 +55,9 @@ def _add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None, help="dataset directory (default: $EDGEUPDATE_DATA or the user cache)")
     p.add_argument("--quiet", action="store_true", help="print only the final result lines")
     p.add_argument("--verbose", action="store_true", help="Flower's and Ray's own logs")
+    p.add_argument("--save-packages", action="store_true",
+                   help="keep every package sent and every model issued (packages/, models/, packages.csv "
+                        "in the run directory; sets simulation.save_packages)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,11 +121,18 @@ def _out_dir(explicit: Path | None, name: str, overwrite: bool) -> Path:
     return explicit
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace) -> ExperimentConfig:
+    """The config of ``args.config`` with ``--set`` overrides (and ``--save-packages``)."""
     from edgeupdate.configs import load_config
+
+    saving = ["simulation.save_packages=true"] if getattr(args, "save_packages", False) else []
+    return load_config(args.config, [*args.overrides, *saving])
+
+
+def cmd_run(args: argparse.Namespace) -> int:
     from edgeupdate.simulation.runner import run_experiment
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = _load(args)
     out = _out_dir(args.out, cfg.name, args.overwrite)
     if not args.quiet:
         print(f"edgeupdate: {cfg.name}: strategy {cfg.strategy.name}, {cfg.num_devices} devices, "
@@ -136,6 +150,9 @@ def _print_result(summary: dict, out: Path) -> None:
         print(f"lost: {lost} device-rounds without an answer (status 'lost' in metrics.csv)")
     print(f"results: {out}/ (metrics.parquet, metrics.csv, versions.csv, config.toml, summary.json, "
           f"accuracy_vs_round.png, accuracy_vs_bytes.png, fleet.png)")
+    if (out / "packages.csv").exists():
+        print(f"packages: {out}/packages.csv, {out}/packages/, {out}/models/ "
+              f"(replay one: edgeupdate package apply --model {out}/models/<base> --package {out}/packages/<file> --out OUT)")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -162,11 +179,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from edgeupdate.configs import load_config
     from edgeupdate.simulation.compare import compare
     from edgeupdate.simulation.tables import to_markdown
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = _load(args)
     names = [n.strip() for n in args.strategies.split(",") if n.strip()]
     if not names:
         raise CliError("--strategies needs at least one name")
@@ -184,11 +200,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from edgeupdate.configs import load_config
     from edgeupdate.simulation.tables import to_markdown
     from edgeupdate.simulation.sweep import GridError, SweepError, parse_grid, sweep, sweep_points, verdict
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = _load(args)
     if args.seeds < 1:
         raise CliError("--seeds must be >= 1")
     names = [n.strip() for n in args.strategies.split(",") if n.strip()]

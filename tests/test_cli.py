@@ -52,6 +52,15 @@ def test_out_dir_with_results_is_not_overwritten(tmp_path, capsys):
     assert (tmp_path / "metrics.csv").read_text() == "precious"
 
 
+@pytest.mark.parametrize("command", [["run"], ["compare", "--strategies", "full"], ["sweep", "--param-grid", "dpu.k=0.1"]])
+def test_save_packages_flag_sets_the_config_key(command):
+    from edgeupdate.cli import _load, build_parser
+
+    plain = build_parser().parse_args([command[0], QUICKSTART, *command[1:]])
+    saving = build_parser().parse_args([command[0], QUICKSTART, *command[1:], "--save-packages"])
+    assert not _load(plain).simulation.save_packages and _load(saving).simulation.save_packages
+
+
 def _states():
     base = {"w": torch.zeros(4, 4), "b": torch.zeros(4)}
     target = {"w": base["w"].clone(), "b": torch.ones(4)}

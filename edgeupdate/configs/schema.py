@@ -102,6 +102,7 @@ class SimulationConfig:
     round_timeout_s: float = bounded(3600.0, gt=0.0)
     torch_threads: int = bounded(1, min=1)  # per simulated device process
     devices_per_node: int = bounded(0, min=0)  # devices one Flower node (a gateway) serves; 0 = automatic
+    save_packages: bool = False  # packages/, models/ and packages.csv in the run dir (strategies.saved_packages)
 
 
 @dataclass(frozen=True)

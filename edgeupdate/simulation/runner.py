@@ -41,6 +41,7 @@ from edgeupdate.simulation.plots import plot_run
 from edgeupdate.strategies.attacks import ATTACKS
 from edgeupdate.strategies.base import EdgeStrategy
 from edgeupdate.strategies.resolve import StrategyChoice, resolve_strategy
+from edgeupdate.strategies.saved_packages import PackageSaver
 
 
 STORE_DIR = "store"  # under the run directory: the shared model store while the run lasts
@@ -119,6 +120,8 @@ def run_server(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, o
                                restore=(checkpoints.nodes_dir, done) if done else None, held=held)
     collector = MetricsCollector(on_round=on_round)
     strategy = choice.cls(runtime, choice.params, collector, devices)
+    if cfg.simulation.save_packages:
+        strategy.saver = PackageSaver(out_dir, resume_after=done if done else None)
     earlier_wall_s = 0.0
     if done:
         restored = checkpoints.load(strategy)

@@ -41,6 +41,7 @@ from edgeupdate.simulation.metrics import MetricsCollector
 from edgeupdate.strategies.attacks import NO_ATTACK, PackageArchive
 from edgeupdate.strategies.push import Encoded, Push, PushPlan, top_changes_package
 from edgeupdate.strategies.rows import RoundLog, metrics_row
+from edgeupdate.strategies.saved_packages import PackageSaver
 from edgeupdate.strategies.versions import DeviceView, ModelVersion, VersionStore
 from edgeupdate.updates import StateDict, UpdatePackage, dense_package, sparse_package
 
@@ -89,6 +90,7 @@ class EdgeStrategy(Strategy):
         self.checkpoint_dir = ""  # where the nodes write their devices' state each round ("" = nowhere)
         self._sent: dict[int, list[int]] = {}  # the current phase: node -> the devices it was sent tasks for
         self._sent_targets: dict[int, str] = {}  # the current phase: device -> the state its package leads to
+        self.saver: PackageSaver | None = None  # simulation.save_packages (set by the runner)
         self.key = runtime.signing_key()
         self.archive = PackageArchive()  # packages pushed so far (what a replay attacker could record)
         self.log = RoundLog()
@@ -121,7 +123,7 @@ class EdgeStrategy(Strategy):
         (:mod:`edgeupdate.simulation.checkpoint`) refers to these instead of copying them, and a
         resumed run binds the names to its own. Extend it for large objects rebuilt from the runtime."""
         return {"runtime": self.runtime, "cfg": self.cfg, "fleet": self.fleet, "collector": self.collector,
-                "key": self.key}
+                "key": self.key, "saver": self.saver}
 
     # ------------------------------------------------------------------ hooks
     def train_task(self, round_: int, view: DeviceView) -> dict[str, Any] | None:
@@ -202,6 +204,8 @@ class EdgeStrategy(Strategy):
             if task.get("package"):
                 self.log.add_bytes_down(view.device_id, len(task["package"]))
                 self._sent_targets[view.device_id] = self.package_for(view).target_hash
+                if self.saver is not None:
+                    self.saver.record(server_round, "train", view, task["package"])
             tasks.setdefault(view.node_id, {})[view.device_id] = task
         return self._messages(MessageType.TRAIN, server_round, tasks)
 
@@ -271,6 +275,8 @@ class EdgeStrategy(Strategy):
             self.collector.add_row(**metrics_row(server_round, self.name, r, view, self.target_of(view).hash,
                                                  self.log, self.fleet, next_start_s - self.log.start_s))
         self.clock_s = next_start_s
+        if self.saver is not None:
+            self.saver.end_round(self.store)
         self.store.forget_unheld()
         return self.collector.round_summary(server_round)
 
@@ -288,7 +294,7 @@ class EdgeStrategy(Strategy):
         """A plan for packages sent from ``start_s`` on (each distinct package encoded once)."""
         return PushPlan(round_, store=self.store, fleet=self.fleet, hooks=self, release=self.release, key=self.key,
                         inference_flops=self.runtime.forward.flops, release_s=start_s,
-                        budgets=self.cfg.fleet.budgets, archive=self.archive)
+                        budgets=self.cfg.fleet.budgets, archive=self.archive, saver=self.saver)
 
     def _check_report(self, round_: int, r: P.DeviceReport) -> None:
         if r.status == P.DeviceStatus.LOST:  # it did not answer: nothing to check until it does

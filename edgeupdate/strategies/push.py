@@ -26,8 +26,9 @@ from edgeupdate import protocol as P
 from edgeupdate.fleet.network import largest_fitting_int
 from edgeupdate.fleet.rounds import RoundOutcome, Workload
 from edgeupdate.fleet.simulated import SimulatedFleet
-from edgeupdate.strategies import attacks
-from edgeupdate.strategies.attacks import PackageArchive
+from edgeupdate.strategies import attacks, saved_packages
+from edgeupdate.strategies.attacks import NO_ATTACK, PackageArchive
+from edgeupdate.strategies.saved_packages import PackageSaver
 from edgeupdate.strategies.versions import MAIN_LINE, DeviceView, ModelVersion, VersionStore
 from edgeupdate.updates import Signer, UpdatePackage, dense_package, sparse_package
 from edgeupdate.updates.cost import ApplyCost, apply_cost, state_bytes
@@ -87,12 +88,13 @@ class PushPlan:
 
     def __init__(self, round_: int, *, store: VersionStore, fleet: SimulatedFleet, hooks: PackageHooks,
                  release: UpdatePackage | None, key: Signer | None, inference_flops: float, release_s: float,
-                 budgets: bool, archive: PackageArchive | None = None) -> None:
+                 budgets: bool, archive: PackageArchive | None = None, saver: PackageSaver | None = None) -> None:
         self.round = round_
         self.store, self.fleet, self.hooks = store, fleet, hooks
         self.release, self.key = release, key
         self.inference_flops, self.release_s, self.budgets = inference_flops, release_s, budgets
         self.archive = archive  # past pushes, for replay attacks (None: no attacks)
+        self.saver = saver  # simulation.save_packages (None: off)
         self._encoded: dict[str, Encoded] = {}
 
     def package_for(self, view: DeviceView) -> Encoded:
@@ -124,9 +126,15 @@ class PushPlan:
         outcome = self._plan(view, enc)
         if self.budgets and outcome.status in (P.DeviceStatus.DEADLINE, P.DeviceStatus.NO_MEMORY):
             enc, outcome = self._budgeted(view, enc, outcome)
+        genuine = enc
         enc, outcome, attack = attacks.attack(self, view, enc, outcome)
-        return (Push(enc.kind, enc.base_version, outcome, attack, enc.target_hash),
-                self._act_out(view.device_id, enc, outcome))
+        fields = self._act_out(view.device_id, enc, outcome)
+        if self.saver is not None and fields["package"]:  # sent (not offline, not withheld)
+            self.saver.record(self.round, "push", view, genuine.payload, kind=genuine.kind,
+                              bytes_down=fields.get("payload_len", len(fields["package"])),
+                              transfer=saved_packages.transfer(outcome), attack=attack,
+                              attack_payload=enc.payload if attack != NO_ATTACK else None)
+        return Push(enc.kind, enc.base_version, outcome, attack, enc.target_hash), fields
 
     def _plan(self, view: DeviceView, enc: Encoded) -> RoundOutcome:
         workload = Workload(down_bytes=len(enc.payload), apply_flops=enc.cost.flops,
