@@ -129,6 +129,10 @@ class Checkpoints:
                 old.unlink(missing_ok=True)
         return path.stat().st_size
 
+    def node_bytes(self, round_: int) -> int:
+        """Bytes of the node files written at the end of ``round_``."""
+        return sum(p.stat().st_size for p in self.dir.glob(f"nodes/partition-*/round-{round_}.pkl"))
+
     def load(self, fresh: EdgeStrategy) -> Restored:
         """The latest checkpoint, its references bound to ``fresh`` (a new strategy of this run: its
         runtime, collector, key ...). Restores the random states too."""

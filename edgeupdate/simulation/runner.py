@@ -130,8 +130,11 @@ def run_server(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, o
     strategy.store_dir = str(store.resolve())
     strategy.checkpoint_dir = checkpoints.nodes_dir
 
+    checkpoint_bytes: list[int] = []  # per round of this process: server file + node files
+
     def checkpoint(round_: int) -> None:
-        checkpoints.save(round_, strategy, collector.rows, earlier_wall_s + time.perf_counter() - t0)
+        server = checkpoints.save(round_, strategy, collector.rows, earlier_wall_s + time.perf_counter() - t0)
+        checkpoint_bytes.append(server + checkpoints.node_bytes(round_))
 
     strategy.run_rounds(grid, done + 1, cfg.rounds, cfg.simulation.round_timeout_s, after_round=checkpoint)
     wall_s = earlier_wall_s + time.perf_counter() - t0
@@ -149,6 +152,7 @@ def run_server(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, o
         "status_counts": {str(k): int(v) for k, v in df["status"].value_counts().sort_index().items()},
         "attacks": attack_counts(df),
         "lost": lost_counts(df),
+        "checkpoint_bytes_per_round": checkpoint_bytes,  # rounds this process ran (a resumed run: after the resume)
         "versions": {"edgeupdate": __version__, "flwr": flwr.__version__, "torch": torch.__version__,
                      "python": platform.python_version()},
     }

@@ -25,7 +25,8 @@ FAULTY_FLEET = ["fleet.tiers={lora-sf7=0.5, nbiot=0.5}", "fleet.deadline_s=600.0
 CASES = {
     "dpu": ["strategy.name='dpu'", "strategy.params={k=0.1}"],
     "fedavg-topk": ["strategy.name='fedavg'", "strategy.params={upload={kind='topk', fraction=0.1}}"],
-    "fleet-faults-budgets-lost": ["strategy.name='full'", "strategy.params={init='warm'}", "seed=5", *FAULTY_FLEET],
+    "fleet-faults-budgets-lost": ["strategy.name='full'", "strategy.params={init='warm'}", "seed=5", *FAULTY_FLEET,
+                                  "simulation.save_packages=true"],
 }
 DEFAULT_CASES = ("fleet-faults-budgets-lost",)  # the others, a Ray start each, under `make test-slow`
 SUMMARY_TOTALS = ("final_mean_accuracy", "mean_accuracy", "total_bytes_down", "total_bytes_up", "sim_time_s",
@@ -87,6 +88,10 @@ def test_a_run_killed_mid_round_resumes_to_the_uninterrupted_results(tmp_path, c
     exact = [c for c in a.columns if c not in TIMING_COLUMNS]
     pd.testing.assert_frame_equal(a[exact], b[exact])
     pd.testing.assert_frame_equal(pd.read_csv(reference / "versions.csv"), pd.read_csv(killed / "versions.csv"))
+    if (reference / "packages.csv").exists():  # saved packages continue across the resume, once per transfer
+        pd.testing.assert_frame_equal(pd.read_csv(reference / "packages.csv"), pd.read_csv(killed / "packages.csv"))
+        assert sorted(p.name for p in (reference / "packages").iterdir()) == \
+            sorted(p.name for p in (killed / "packages").iterdir())
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (reference, killed))
     assert {k: sa[k] for k in SUMMARY_TOTALS} == {k: sb[k] for k in SUMMARY_TOTALS}
     assert not (killed / "checkpoint").exists() and not (killed / "store").exists()  # cleaned once complete
