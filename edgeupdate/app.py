@@ -5,7 +5,8 @@ the run config keys ``config-file`` (an experiment TOML, relative to the app's o
 ``out-dir`` (an absolute path: the ServerApp does not run in the caller's directory, and a relative
 one would land inside the installed app under ``FLWR_HOME``); set them with ``flwr run .
 --run-config "config-file='configs/x.toml' out-dir='/abs/runs/x'"``. The ServerApp writes the same
-files as ``edgeupdate run``.
+files as ``edgeupdate run``; ``resume=true`` in the run config continues the run in ``out-dir`` from
+its last checkpoint, as ``edgeupdate resume`` does.
 """
 
 from __future__ import annotations

@@ -205,8 +205,9 @@ def make_server_app(runtime_for: Callable[[Context], ExperimentRuntime],
     def main(grid: Grid, context: Context) -> None:
         runtime = runtime_for(context)
         chosen = choice or resolve_strategy(runtime.cfg)
+        again = resume or str(context.run_config.get("resume", "false")).lower() == "true"  # flwr run --run-config
         run_server(grid, runtime, chosen, out_dir_for(context), progress_printer(runtime.cfg) if progress else None,
-                   resume=resume)
+                   resume=again)
 
     return app
 
