@@ -17,6 +17,11 @@ EVALUATE task: round, package (the bytes as they arrived: b"" = nothing new), ta
     (fault injection: crash at this fraction of the apply step; < 0 = no crash), upload_acked
 EVALUATE reply: device_id, model_version, model_hash, status, reason; metrics accuracy, loss,
     num-examples, bytes_down_received, apply_host_s
+A device that does not answer is reported ``lost`` by its node (version -1, no hash: the node
+cannot know what it holds) or, when the node itself is silent, by the server.
+Checkpoints: an EVALUATE message may name a ``checkpoint`` folder (the node writes its devices'
+state there before answering); the run-start TRAIN message of a resumed run names it and the
+``restore_round``.
 """
 
 from __future__ import annotations

@@ -12,9 +12,10 @@ bytes_down         ``len()`` of every payload put into this device's messages th
 bytes_up           ``len()`` of what the device uploaded (samples or an update package)
 model_version      the version the device holds after the round; model_hash its state hash
 num_examples       size of the device's local test split
-status             the push: applied | no_update | offline | no_memory | deadline | rejected
-                   (``reason`` says why, in the device's words)
-train_status       the device phase: none | uploaded | trained | offline | no_memory | deadline
+status             the push: applied | no_update | offline | no_memory | deadline | rejected |
+                   lost (``reason`` says why, in the device's words; lost: no answer, and
+                   model_version is the last one the server knew; accuracy and loss are NaN)
+train_status       the device phase: none | uploaded | trained | offline | no_memory | deadline | lost
 base_version       the version the device held when its package was built
 package_kind       release | catch-up | full | budget | none; catch_up: catch-up or full
 attack             none | replay | forge: an attacker replaced this push's package (fault
