@@ -258,7 +258,8 @@ def compact_refine(model: nn.Module, base: Mapping[str, torch.Tensor], data: Ten
     net.load_state_dict(dict(base))
     check_ranks(net, cfg)
     base_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    gen = torch_generator(seed, "compact-init", cfg.method)
+    stream = rule_of(cfg.method)  # lru-out draws what lru drew before issue 17: its old runs reproduce
+    gen = torch_generator(seed, "compact-init", stream)
     params: dict[str, object] = {}
     if cfg.method == "rm":
         names = _parameter_names(net)
@@ -287,7 +288,7 @@ def compact_refine(model: nn.Module, base: Mapping[str, torch.Tensor], data: Ten
         p.requires_grad_(name not in frozen)
     wrapped = Reparameterised(net, replaced)
     learnable = [(n, p) for n, p in wrapped.named_parameters() if p.requires_grad]
-    report = train(wrapped, data, train_cfg, derive_seed(seed, "compact-train", cfg.method),
+    report = train(wrapped, data, train_cfg, derive_seed(seed, "compact-train", stream),
                    params=learnable, validation=validation)
     wrapped.cpu()
     param_names = set(_parameter_names(net))
