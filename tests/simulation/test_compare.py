@@ -1,5 +1,7 @@
 """`compare`: identical data and seeds for every strategy, one table row each."""
 
+import math
+
 import pandas as pd
 import pytest
 
@@ -84,6 +86,10 @@ def test_compare_runs_every_strategy_on_the_same_config(tiny_config, tmp_path):
     assert "| dpu |" in (tmp_path / "report.md").read_text()
     dpu = table.set_index("strategy").loc["dpu"]
     assert dpu["bytes_ratio_vs_ref"] < 0.25  # 5 % of the weights plus positions and dense biases
+    # the server recorded its own model's accuracy every round, so the thesis's column is there
+    assert table.set_index("strategy").loc["full", "mean_best_accuracy_diff_vs_ref_pp"] == 0.0
+    assert math.isfinite(dpu["mean_best_accuracy_diff_vs_ref_pp"])
+    assert "mean_best_accuracy_diff_vs_ref_pp" in (tmp_path / "report.md").read_text()
     runs = {p.name for p in (tmp_path / "runs").iterdir()}
     assert runs == {f"full-s{cfg.seed}", f"dpu-s{cfg.seed}"}
 
