@@ -17,8 +17,14 @@ from torch.func import functional_call
 from edgeupdate.training import TrainReport
 from edgeupdate.updates import StateDict
 
-FACTOR_METHODS: tuple[str, ...] = ("ka", "ml", "lra", "lru")
-METHODS: tuple[str, ...] = FACTOR_METHODS + ("rm", "fp")
+FACTOR_METHODS: tuple[str, ...] = ("ka", "ml", "lra", "lru", "lru-out")
+METHODS: tuple[str, ...] = FACTOR_METHODS + ("rm", "fp", "bn-only")
+
+
+def rule_of(method: str) -> str:
+    """The device's reconstitution rule for a factor method: both LRU orientations are rule
+    ``lru`` (W + L·R, the factor not sent regenerated from the seed); the others share their name."""
+    return "lru" if method == "lru-out" else method
 
 
 class CompactConfigError(ValueError):
@@ -29,12 +35,13 @@ class CompactConfigError(ValueError):
 class CompactConfig:
     """Which update-compression method and its size parameter."""
 
-    method: str  # ka | ml | lra | rm | lru | fp
+    method: str  # ka | ml | lra | lru | lru-out | rm | fp | bn-only
     n: int = 3  # KA augmenting vectors
     rank: int = 4  # ML / LRA / LRU rank r
     proportion: float = 0.01  # RM proportion P
     compression: float = 0.5  # FP compression rate c (fraction of prunable filters removed)
-    init_scale: float = 1e-3  # std of the near-zero random initial values (KA augment, LRU's L)
+    # std of the near-zero random initial values: KA's U′, V′ and new s′ (Eq. 16), LRU's learned factor
+    init_scale: float = 1e-3
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -54,8 +61,8 @@ class CompactConfig:
     def size_param(self) -> tuple[str, float]:
         """The method's size knob as (name, value), for tables and plots."""
         return {"ka": ("n", self.n), "ml": ("rank", self.rank), "lra": ("rank", self.rank),
-                "lru": ("rank", self.rank), "rm": ("proportion", self.proportion),
-                "fp": ("compression", self.compression)}[self.method]
+                "lru": ("rank", self.rank), "lru-out": ("rank", self.rank), "rm": ("proportion", self.proportion),
+                "fp": ("compression", self.compression), "bn-only": ("", 0)}[self.method]
 
 
 @dataclass
@@ -66,7 +73,7 @@ class CompactResult:
     config: CompactConfig
     factors: dict[str, dict[str, torch.Tensor]]  # weight key -> factor name -> tensor (factor methods)
     dense: StateDict  # sent as-is: non-factor params and buffers (rm: buffers only)
-    params: dict[str, object]  # scalars the device needs (lru: seed; rm: seed, proportion, names)
+    params: dict[str, object]  # scalars the device needs (lru, lru-out: seed; rm: seed, proportion)
     state: StateDict  # the server's reconstituted state (what the device must end with)
     update_param_count: int  # the paper's "Update %" numerator
     update_buffer_count: int  # buffer entries sent too (BN running stats), not in the paper's count

@@ -9,14 +9,22 @@ method        learnable per layer                          frozen (device recomp
 ``ka``        U′ (o×n), V′ (i×n), s′ (m+n)   Eq. 14–16      U, V = SVD(W_old)           o·n + i·n + m + n
 ``ml``        L (o×r), init U[:, :r]·diag(s[:r])  Eq. 12–13  R = V[:, :r]ᵀ               o·r
 ``lra``       L (o×r), R (i×r)                   Eq. 5–8    —                           (o+i)·r
-``lru``       L (o×r), small random init       [33] §2      R (r×i) random from a seed  o·r
+``lru``       R (r×i), small random init       [33] §2      L (o×r) random from a seed  r·i
+``lru-out``   L (o×r), small random init                    R (r×i) random from a seed  o·r
 ``rm``        the entries a seeded mask selects (all params, P·|θ|)                     round(P·|θ|)
+``bn-only``   nothing (a control)                           every conv/FC weight        0
 ============  ===========================================  ==========================  ==============
 
 (``fp``, L1-norm filter pruning, lives in :mod:`edgeupdate.algorithms.filter_pruning`.)
 
+``lru`` is the paper's orientation: Table 1's LRU parameter counts for ResNet18/50 match only a
+learned input-side R (r × i) with a random L; ``lru-out`` learns the output-side L instead (fewer
+parameters per rank on conv layers, a stronger baseline at equal size). ``bn-only`` is the control
+that refreshes only the parameters every method sends anyway: biases and normalisation γ/β.
+
 Parameters that are not conv/FC weights (biases, BatchNorm γ/β; also grouped/transposed convs) stay
-learnable, are sent densely and are counted.  For ``rm`` the seeded mask covers *every* parameter
+learnable, are sent densely and are counted (``bn-only`` keeps only biases and normalisation
+parameters learnable).  For ``rm`` the seeded mask covers *every* parameter
 (§5.1: "a random binary mask for the entire model parameters"), so biases and BN γ/β train only
 where selected.  BatchNorm running statistics are buffers: they are re-estimated on D² during
 refinement and travel densely in the package (they are counted in bytes, and in
@@ -42,6 +50,7 @@ from edgeupdate.updates import (
     StateDict,
     UpdatePackage,
     factor_package,
+    random_left_factor,
     random_right_factor,
     reconstitute,
     seeded_mask,
@@ -58,6 +67,7 @@ from edgeupdate.algorithms.compact import (  # noqa: F401  (re-exported: the KA 
     CompactConfigError,
     CompactResult,
     Reparameterised,
+    rule_of,
 )
 from edgeupdate.algorithms.filter_pruning import prune_refine
 
@@ -161,6 +171,26 @@ class _LRALayer(nn.Module):
 
 
 class _LRULayer(nn.Module):
+    """Paper-LRU: W + L·R with L (o × r) random from the seed (frozen) and R (r × i) learned."""
+
+    def __init__(self, layer: FactorLayer, weight: torch.Tensor, r: int, seed: int, scale: float,
+                 gen: torch.Generator):
+        super().__init__()
+        self.shape = layer.shape
+        self.register_buffer("w0", as_matrix(weight).float())
+        self.register_buffer("left", random_left_factor(seed, layer.name, r, layer.o).float())
+        self.r = nn.Parameter(scale * torch.randn(r, layer.i, generator=gen))
+
+    def weight(self) -> torch.Tensor:
+        return (self.w0 + self.left @ self.r).reshape(self.shape)
+
+    def factors(self) -> dict[str, torch.Tensor]:
+        return {"R": self.r}
+
+
+class _LRUOutLayer(nn.Module):
+    """``lru-out``: W + L·R with R (r × i) random from the seed (frozen) and L (o × r) learned."""
+
     def __init__(self, layer: FactorLayer, weight: torch.Tensor, r: int, seed: int, scale: float,
                  gen: torch.Generator):
         super().__init__()
@@ -187,6 +217,15 @@ class _MaskedDelta(nn.Module):
 
     def weight(self) -> torch.Tensor:
         return torch.where(self.mask, self.w0 + self.delta, self.w0)
+
+
+def _bn_only_frozen(model: nn.Module) -> set[str]:
+    """``bn-only``: every parameter except biases and normalisation-layer parameters (γ/β)."""
+    norm = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+    keep = {f"{mod_name}.{p}" if mod_name else p
+            for mod_name, mod in model.named_modules() if isinstance(mod, norm)
+            for p, _ in mod.named_parameters(recurse=False)}
+    return {name for name, _ in model.named_parameters() if name not in keep and name.rpartition(".")[2] != "bias"}
 
 
 def _parameter_names(model: nn.Module) -> list[str]:
@@ -219,7 +258,8 @@ def compact_refine(model: nn.Module, base: Mapping[str, torch.Tensor], data: Ten
     net.load_state_dict(dict(base))
     check_ranks(net, cfg)
     base_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    gen = torch_generator(seed, "compact-init", cfg.method)
+    stream = rule_of(cfg.method)  # lru-out draws what lru drew before issue 17: its old runs reproduce
+    gen = torch_generator(seed, "compact-init", stream)
     params: dict[str, object] = {}
     if cfg.method == "rm":
         names = _parameter_names(net)
@@ -229,7 +269,7 @@ def compact_refine(model: nn.Module, base: Mapping[str, torch.Tensor], data: Ten
             for k in names}
     else:
         layers = factor_layers(net)
-        if cfg.method == "lru":
+        if cfg.method in ("lru", "lru-out"):
             params = {"seed": derive_seed(seed, "lru-right")}
         replaced = {}
         for layer in layers:
@@ -240,13 +280,15 @@ def compact_refine(model: nn.Module, base: Mapping[str, torch.Tensor], data: Ten
                 replaced[layer.name] = _MLLayer(layer, w, cfg.rank)
             elif cfg.method == "lra":
                 replaced[layer.name] = _LRALayer(layer, w, cfg.rank)
-            else:
-                replaced[layer.name] = _LRULayer(layer, w, cfg.rank, int(params["seed"]), cfg.init_scale, gen)
+            elif cfg.method != "bn-only":
+                kind = _LRULayer if cfg.method == "lru" else _LRUOutLayer
+                replaced[layer.name] = kind(layer, w, cfg.rank, int(params["seed"]), cfg.init_scale, gen)
+    frozen = set(replaced) | (_bn_only_frozen(net) if cfg.method == "bn-only" else set())
     for name, p in net.named_parameters():
-        p.requires_grad_(name not in replaced)
+        p.requires_grad_(name not in frozen)
     wrapped = Reparameterised(net, replaced)
     learnable = [(n, p) for n, p in wrapped.named_parameters() if p.requires_grad]
-    report = train(wrapped, data, train_cfg, derive_seed(seed, "compact-train", cfg.method),
+    report = train(wrapped, data, train_cfg, derive_seed(seed, "compact-train", stream),
                    params=learnable, validation=validation)
     wrapped.cpu()
     param_names = set(_parameter_names(net))
@@ -268,8 +310,8 @@ def compact_refine(model: nn.Module, base: Mapping[str, torch.Tensor], data: Ten
                                  time.perf_counter() - start, report, rm_values=values)
         factors = {k: {f: t.detach().clone() for f, t in mod.factors().items()}  # type: ignore[operator]
                    for k, mod in replaced.items()}
-        dense = {k: v for k, v in trained.items() if k not in replaced}
-        state = reconstitute_state(base_state, factors, dense, cfg.method, params)
+        dense = {k: v for k, v in trained.items() if k not in frozen}
+        state = reconstitute_state(base_state, factors, dense, rule_of(cfg.method), params)
     factor_count = sum(t.numel() for fs in factors.values() for t in fs.values())
     dense_params = sum(v.numel() for k, v in dense.items() if k in param_names)
     buffers = sum(v.numel() for k, v in dense.items() if k not in param_names)
@@ -290,9 +332,10 @@ def build_package(result: CompactResult, base: Mapping[str, torch.Tensor], *, ba
     should deploy that, not ``result.state``).
     """
     state = dict(base)
-    if result.method in FACTOR_METHODS:
+    if result.method in FACTOR_METHODS or result.method == "bn-only":
         layer_params = {k: v for k, v in result.params.items() if isinstance(v, (int, float, str))}
-        factors = {name: LayerFactors(result.method, dict(fs), dict(layer_params)) for name, fs in result.factors.items()}
+        rule = rule_of(result.method)
+        factors = {name: LayerFactors(rule, dict(fs), dict(layer_params)) for name, fs in result.factors.items()}
         return factor_package(state, factors, dict(result.dense), method=result.method,
                               target_version=target_version, base_version=base_version, precision=precision,
                               value_coding=value_coding)

@@ -37,7 +37,9 @@ server_time_s      wall seconds the server spent producing the round's model (ti
 
 Strategies may add columns (e.g. ``server_samples``; the DPU family's ``analytic_release_bytes``,
 the thesis's S_w·k·I + S_x(k)·I estimate of the release package plus its dense tensors, next to
-the measured ``bytes_down``); sums and means are derived, never stored.
+the measured ``bytes_down``; every server-retrain strategy's ``server_val_accuracy_frac`` and
+``server_test_accuracy_frac``, the round's retrained model — its best-validation epoch — on the
+validation split and the test pool, as fractions); sums and means are derived, never stored.
 """
 
 from __future__ import annotations

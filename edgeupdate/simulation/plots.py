@@ -158,7 +158,8 @@ def plot_run(run_dir: Path, df: pd.DataFrame | None = None) -> list[Path]:
     return paths
 
 
-SWEEP_COLORS = {"ka": "C0", "ml": "C1", "lra": "C2", "rm": "C3", "lru": "C4", "fp": "C5"}  # same colour in every sweep
+SWEEP_COLORS = {"ka": "C0", "ml": "C1", "lra": "C2", "rm": "C3", "lru": "C4", "fp": "C5", "lru-out": "C6",
+                "bn-only": "C7"}  # same colour in every sweep
 
 
 def plot_sweep(table: pd.DataFrame, path: Path, title: str = "") -> Path:

@@ -44,6 +44,9 @@ COLUMN_NOTES = {
     "final_accuracy": "mean test accuracy over devices after the last round",
     "mean_accuracy": "the same, averaged over all rounds",
     "mean_accuracy_diff_vs_ref_pp": "mean over rounds of (accuracy − reference accuracy), percentage points",
+    "mean_best_accuracy_diff_vs_ref_pp": "the thesis's metric (§5.5): per round, the test accuracy of the "
+                                         "server's best-validation epoch, running maximum over rounds, averaged "
+                                         "over rounds, minus the reference's, percentage points",
     "total_bytes_down": "bytes of every package sent to every device, all rounds",
     "bytes_ratio_vs_ref": "total_bytes_down / the reference's total_bytes_down",
     "total_bytes_up": "bytes every device uploaded (new samples for server retraining, encoded updates for FL)",

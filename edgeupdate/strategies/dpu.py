@@ -6,7 +6,13 @@
 :mod:`edgeupdate.algorithms.partial`; these classes only decide what to train from and how the
 result is packaged: changed values + encoded positions (``sparse_package``), biases and
 normalisation parameters dense, and — on re-initialisation (§5.4.2) — a seed from which the device
-regenerates the random init (``seeded_package``).
+regenerates the init (``seeded_package``).
+
+Re-initialisation reloads the factory image w⁰ (version 0, the model every device shipped with), as
+the thesis (§5.4.2: "re-initialise the weights to w⁰") and the reference implementation (which
+saves the initial model once and reloads it) do; the package carries w⁰'s seed and the device
+regenerates it. ``reinit_init = "fresh"`` keeps the earlier variant: a new seeded random draw per
+re-initialisation.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ class PartialParams:
     mask_biases: bool = False  # default: biases/norm params trained fully and sent dense
     rewinding: str = field(default="one-shot", metadata={"choices": ("one-shot", "iterative")})
     reinitialize: bool = False  # re-init when |Dʳ| > 2·|D at last re-init| (§5.4.2)
+    # what a re-init restarts from: "factory" = w⁰ (the thesis, the reference code), "fresh" = a new draw
+    reinit_init: str = field(default="factory", metadata={"choices": ("factory", "fresh")})
     skip_if_no_gain: bool = False  # do not push when validation accuracy does not improve (§5.5)
 
 
@@ -39,8 +47,8 @@ class PartialUpdating(ServerRetrainStrategy):
     """Base of the DPU family: one selector, the rest shared.
 
     The server keeps a *training line*: the model each round's update starts from. Normally it is
-    the deployed model. With ``reinitialize`` a round may restart the line from a seeded random
-    init (§5.4.2); with ``skip_if_no_gain`` a round is pushed only when the line beats the deployed
+    the deployed model. With ``reinitialize`` a round may restart the line from w⁰ (§5.4.2,
+    :meth:`reinit_start`); with ``skip_if_no_gain`` a round is pushed only when the line beats the deployed
     model on validation (§5.5). Both together are the thesis's scheme (§5.5.3): after a
     re-initialisation the line keeps training from the re-initialised model in the next rounds while
     the devices keep the better model they hold, until the line wins; then one package — the init
@@ -67,9 +75,9 @@ class PartialUpdating(ServerRetrainStrategy):
     def retrain(self, round_: int, deployed: ModelVersion, data: TensorData) -> StateDict | None:
         init = None
         reinit = self.params.reinitialize and (round_ == 1 or should_reinitialize(len(data), self._reinit_samples))
-        seed_now = derive_seed(self.cfg.seed, "init", f"reinit-{round_}") if reinit else None
+        seed_now = None
         if reinit:
-            init = self.runtime.new_model(f"reinit-{round_}").state_dict()
+            init, seed_now = self.reinit_start(round_)
             self._reinit_samples = len(data)
         validation = self.validation if len(self.validation) else None
         start = self._line if self._line is not None else deployed.weights
@@ -103,6 +111,16 @@ class PartialUpdating(ServerRetrainStrategy):
             return line
         self._line, self._line_seed, self._held_val = line, line_seed, held_val
         return None
+
+    def reinit_start(self, round_: int) -> tuple[StateDict, int]:
+        """The weights a re-initialisation at ``round_`` restarts from, and the seed the device
+        regenerates them from: w⁰ (``runtime.initial_state``, seed part 0) by default, a new draw
+        (seed part ``reinit-<round>``) with ``reinit_init = "fresh"``."""
+        if self.params.reinit_init == "factory":
+            return ({k: v.clone() for k, v in self.runtime.initial_state.items()},
+                    derive_seed(self.cfg.seed, "init", 0))
+        part = f"reinit-{round_}"
+        return self.runtime.new_model(part).state_dict(), derive_seed(self.cfg.seed, "init", part)
 
     def release_package(self, round_: int, base: ModelVersion, target: StateDict) -> UpdatePackage:
         pkg = self.cfg.package

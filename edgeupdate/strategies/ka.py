@@ -1,7 +1,9 @@
 """The KA family as server-retrain strategies (Chen et al. 2022).
 
 ``ka`` (Eq. 14–16), ``ml`` (Eq. 12–13), ``lra`` (Eq. 5–8), ``rm`` (random mask, seeded), ``lru``
-(L·R with seeded R) and ``fp`` (L1 filter pruning). The server refines the *deployed* model
+(W + L·R, learned R (r × i), seeded L: the paper's orientation, Table 1), ``lru-out`` (learned
+L (o × r), seeded R), ``fp`` (L1 filter pruning) and ``bn-only`` (a control: only biases and
+normalisation γ/β are refreshed, sent dense — the part every other method's package also carries). The server refines the *deployed* model
 (Algorithm 1, :func:`edgeupdate.algorithms.factorized.compact_refine`) and sends only the learnable
 parameters; the device reconstitutes its new weights from its own current ones (Algorithm 2, in
 :mod:`edgeupdate.updates.reconstitution`), and the result hash proves it matches the server's.
@@ -45,7 +47,9 @@ class CompactParams:
     rank: int = field(default=4, metadata={"min": 1})  # ML / LRA / LRU rank r
     proportion: float = field(default=0.01, metadata={"gt": 0.0, "max": 1.0})  # RM proportion P
     compression: float = field(default=0.5, metadata={"min": 0.0, "max": 0.95})  # FP compression rate c
-    init_scale: float = field(default=1e-3, metadata={"gt": 0.0, "max": 1.0})  # std of KA's U′, V′, s′ₘ₊₁… and LRU's L at start
+    # std of the random start of what a method adds: KA's U′, V′ and new s′ₘ₊₁… (Eq. 16; a new
+    # direction's product s′·U′·V′ᵀ starts near init_scale³) and LRU's learned factor (R, or L for lru-out)
+    init_scale: float = field(default=1e-3, metadata={"gt": 0.0, "max": 1.0})
     epochs: int = field(default=0, metadata={"min": 0})  # refinement epochs on Dʳ; 0: [training].epochs
     lr: float = field(default=0.0, metadata={"min": 0.0})  # refinement learning rate; 0: [training].lr
     deploy: bool = True  # round 1 trains θ¹ on D¹ fully and sends it dense (Eq. 1)
@@ -115,8 +119,8 @@ class CompactRefinement(ServerRetrainStrategy):
                              precision=pkg.precision, coding=pkg.coding, value_coding=pkg.value_coding)
 
 
-def _family(method: str, doc: str) -> type[CompactRefinement]:
-    cls = type(method.upper(), (CompactRefinement,), {"name": method, "method": method, "__doc__": doc})
+def _family(method: str, doc: str, class_name: str | None = None) -> type[CompactRefinement]:
+    cls = type(class_name or method.upper(), (CompactRefinement,), {"name": method, "method": method, "__doc__": doc})
     return register(cls)
 
 
@@ -124,5 +128,8 @@ KA = _family("ka", "Knowledge Augmentation: frozen U, V; learn U′, V′, s′ 
 ML = _family("ml", "Mapping Learning: frozen R = V[:, :r]ᵀ; learn L (Eq. 12–13).")
 LRA = _family("lra", "Low-rank approximation baseline: learn L and R (Eq. 5–8).")
 RM = _family("rm", "Random mask of proportion P from a seed (Konečný et al. 2016).")
-LRU = _family("lru", "Low-rank update W + L·R with R from a seed (Konečný et al. 2016).")
+LRU = _family("lru", "Low-rank update W + L·R: learn R (r × i), L from a seed (Konečný et al. 2016; "
+                     "the orientation Chen et al.'s Table 1 counts).")
+LRU_OUT = _family("lru-out", "Low-rank update W + L·R: learn L (o × r), R from a seed.", "LRU_OUT")
 FP = _family("fp", "L1-norm filter pruning at compression rate c; remaining parameters sent.")
+BN_ONLY = _family("bn-only", "Control: refine only biases and normalisation γ/β, send them dense.", "BN_ONLY")

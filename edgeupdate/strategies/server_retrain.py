@@ -3,6 +3,12 @@
 :class:`ServerRetrainStrategy` keeps the data pool Dʳ = Dʳ⁻¹ ∪ δDʳ and, with ``fleet.students``,
 one student model per memory budget (Zhao et al.); a concrete strategy implements
 :meth:`ServerRetrainStrategy.retrain` (and usually ``release_package``).
+
+Every round it also records the server's own model quality (:meth:`record_server_accuracy`): the
+accuracy of the model this round's retraining produced — the weights of the epoch with the best
+validation accuracy, since :func:`~edgeupdate.training.train` keeps those — on the server's
+validation split and on the test pool. That is the per-round number the thesis reports (§5.5,
+before its running-best pass; see ``mean_best_accuracy_diff_vs_ref_pp`` in ``compare``).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from edgeupdate.runtime import DENSE_APPLY_FACTOR
 from edgeupdate.seeding import derive_seed
 from edgeupdate.strategies.base import EdgeStrategy
 from edgeupdate.strategies.versions import DeviceView, ModelVersion
-from edgeupdate.training import TensorData
+from edgeupdate.training import TensorData, evaluate
 from edgeupdate.updates import StateDict, state_hash
 
 #: Bytes a student's budget keeps free for a package's header, checksum and signature.
@@ -52,7 +58,18 @@ class ServerRetrainStrategy(EdgeStrategy):
         self.pool = self.grow_pool(round_, reports)
         self.log.extra["server_samples"] = float(len(self.pool))
         self.log.server_flops = self.retrain_flops(len(self.pool))
-        return self.retrain(round_, self.latest, self.pool)
+        target = self.retrain(round_, self.latest, self.pool)
+        self.record_server_accuracy(target if target is not None else self.latest.weights)
+        return target
+
+    def record_server_accuracy(self, weights: StateDict) -> None:
+        """Metrics ``server_val_accuracy_frac`` and ``server_test_accuracy_frac`` (fractions in
+        [0, 1]): ``weights`` (this round's retrained model, or the held one when the round pushes
+        nothing) on the validation split and on the test pool (test set less validation; NaN if empty)."""
+        model = self.runtime.new_model()
+        model.load_state_dict(weights)
+        self.log.extra["server_val_accuracy_frac"] = float(evaluate(model, self.validation)[1])
+        self.log.extra["server_test_accuracy_frac"] = float(evaluate(model, self.runtime.test_pool)[1])
 
     def grow_pool(self, round_: int, reports: list[P.DeviceReport]) -> TensorData:
         """Dʳ: the samples that arrived this round (server-side or uploaded) added to Dʳ⁻¹."""

@@ -29,6 +29,7 @@ from edgeupdate.updates.reconstitution import (
     RULES,
     deterministic_linalg,
     initial_factors,
+    random_left_factor,
     random_right_factor,
     reconstitute,
     svd_factors,
@@ -48,7 +49,7 @@ __all__ = [
     "PackageHeader", "QuantisationError", "RULES", "Signer", "StateDict", "TensorInfo", "UpdatePackage", "Verifier",
     "apply_package_file", "decode_positions", "dense_package", "deterministic_linalg", "encode_positions",
     "entropy_bound_bits", "factor_package", "initial_factors", "inspect_package_file", "load_package_file",
-    "load_state_file", "mask_positions", "quantisation_error", "random_right_factor", "reconstitute",
+    "load_state_file", "mask_positions", "quantisation_error", "random_left_factor", "random_right_factor", "reconstitute",
     "register_initializer", "resolve_initializer", "save_state_file", "seeded_mask", "seeded_package",
     "sparse_package", "state_hash", "svd_factors", "zoo_initializer_name",
 ]

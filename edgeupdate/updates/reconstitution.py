@@ -11,7 +11,12 @@ current weight's shape and dtype.
 | ka    | U′ (o×n), V′ (i×n), s′ (m+n) | [U, U′]·diag(s′)·[V, V′]ᵀ, U,s,V = SVD(current W) | Eq. 14–16 |
 | ml    | L (o×r)                 | L·R, R = V[:, :r]ᵀ of SVD(current W) (frozen)      | Eq. 12–13    |
 | lra   | L (o×r), R (r×i)        | L·R                                               | Eq. 5–8      |
-| lru   | L (o×r)                 | W + L·R, R random from (seed, layer name)          | §5.1, Konečný et al. |
+| lru   | R (r×i)                 | W + L·R, L random from (seed, layer name)          | §5.1, Konečný et al. |
+| lru   | L (o×r)                 | W + L·R, R random from (seed, layer name)          | (``lru-out``)  |
+
+Rule ``lru`` is one rule for both orientations: the factor the package carries is the learned one,
+the other is regenerated from the seed. Chen et al.'s parameter counts (Table 1) fit the learned
+input-side R; the learned output-side L is the strategy ``lru-out`` (and the FL ``lru`` upload).
 
 The server must produce its simulated weights with :func:`reconstitute` (or the same rule
 function on the same inputs) so that the package's target hash matches what the device computes.
@@ -75,6 +80,14 @@ def random_right_factor(seed: int, name: str, r: int, i: int) -> torch.Tensor:
     return torch.randn(r, i, generator=g, dtype=torch.float64) / math.sqrt(max(i, 1))
 
 
+def random_left_factor(seed: int, name: str, r: int, o: int) -> torch.Tensor:
+    """Paper-LRU's fixed random L (o × r, float64, N(0, 1/o): unit-norm columns in expectation, so
+    a step on R moves W by about as much as the same step on a full weight would) from
+    ``(seed, "lru-left", name)``."""
+    g = torch_generator(seed, "lru-left", name)
+    return torch.randn(o, r, generator=g, dtype=torch.float64) / math.sqrt(max(o, 1))
+
+
 def _factor(factors: Factors, key: str, shape: tuple[int, ...]) -> torch.Tensor:
     if key not in factors:
         raise ValueError(f"missing factor {key!r}")
@@ -128,15 +141,25 @@ def rule_lra(current: torch.Tensor, factors: Factors, params: RuleParams) -> tor
 
 
 def rule_lru(current: torch.Tensor, factors: Factors, params: RuleParams) -> torch.Tensor:
-    """LRU: W + L·R, R regenerated from (params["seed"], layer name)."""
+    """LRU: W + L·R with exactly one factor sent; the other regenerated from (params["seed"], layer
+    name): R sent (r × i, the paper's orientation) → L random; L sent (o × r, ``lru-out``) → R random."""
     w0 = as_matrix(current)
     o, i = w0.shape
-    r = _cols(factors, "L")
-    left = _factor(factors, "L", (o, r))
     seed, layer = params.get("seed"), params.get("layer")
     if not isinstance(seed, int) or not isinstance(layer, str):
         raise ValueError("LRU needs an int 'seed' param and the layer name")
-    right = random_right_factor(seed, layer, r, i)
+    if ("L" in factors) == ("R" in factors):
+        raise ValueError("LRU needs exactly one of the factors 'L' (o×r) and 'R' (r×i)")
+    if "R" in factors:
+        if factors["R"].dim() != 2:
+            raise ValueError("factor 'R' must be a matrix")
+        r = int(factors["R"].shape[0])
+        right = _factor(factors, "R", (r, i))
+        left = random_left_factor(seed, layer, r, o)
+    else:
+        r = _cols(factors, "L")
+        left = _factor(factors, "L", (o, r))
+        right = random_right_factor(seed, layer, r, i)
     with deterministic_linalg():
         w = w0 + left @ right
     return _finish(w, current)

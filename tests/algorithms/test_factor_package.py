@@ -14,7 +14,8 @@ SHAPE = (1, 8, 8)
 CLASSES = 4
 TRAIN = TrainConfig(epochs=1, batch_size=16, lr=0.01)
 CONFIGS = [CompactConfig("ka", n=2), CompactConfig("ka", n=0), CompactConfig("ml", rank=3), CompactConfig("lra", rank=2),
-           CompactConfig("lru", rank=2), CompactConfig("rm", proportion=0.05), CompactConfig("fp", compression=0.5)]
+           CompactConfig("lru", rank=2), CompactConfig("rm", proportion=0.05), CompactConfig("lru-out", rank=2),
+           CompactConfig("bn-only"), CompactConfig("fp", compression=0.5)]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def test_device_reconstitution_reproduces_the_server_state_exactly(setup, cfg):
     assert state_hash(device_state) != state_hash(base)
 
 
-@pytest.mark.parametrize("cfg", CONFIGS[:6], ids=lambda c: f"{c.method}-{c.size_param[0]}={c.size_param[1]}")
+@pytest.mark.parametrize("cfg", CONFIGS[:-1], ids=lambda c: f"{c.method}-{c.size_param[0]}={c.size_param[1]}")
 def test_package_bytes_are_the_counted_update(setup, cfg):
     model, base, data = setup
     result = compact_refine(model, base, data, TRAIN, cfg, seed=4)
@@ -48,6 +49,25 @@ def test_package_bytes_are_the_counted_update(setup, cfg):
     floats = result.update_param_count + result.update_buffer_count - int_buffers
     assert sizes["factor_bytes"] + sizes["values_bytes"] + sizes["dense_bytes"] == 4 * floats + 8 * int_buffers
     assert sizes["positions_bytes"] == 0  # seeds and SVDs replace positions
+
+
+def test_bn_only_sends_only_biases_and_normalisation_parameters_dense(setup):
+    model, base, data = setup
+    result = compact_refine(model, base, data, TRAIN, CompactConfig("bn-only"), seed=4)
+    pkg = build_package(result, base, base_version=0, target_version=1)
+
+    norm = {f"{m}.{p}" for m, mod in model.named_modules() if isinstance(mod, torch.nn.BatchNorm2d)
+            for p in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
+    biases = {n for n, _ in model.named_parameters() if n.endswith(".bias")}
+    assert {t.name for t in pkg.header.tensors} == norm | biases
+    assert {t.kind for t in pkg.header.tensors} == {"dense"}
+    assert result.factors == {}
+    device = UpdatePackage.decode(pkg.encode()).apply({k: v.clone() for k, v in base.items()})
+    for name, p in model.named_parameters():
+        if name not in norm | biases:  # every conv/FC weight stays as the device had it
+            assert torch.equal(device[name], base[name]), name
+    assert any(not torch.equal(device[n], base[n]) for n in biases)
+    assert result.update_param_count == sum(p.numel() for n, p in model.named_parameters() if n in norm | biases)
 
 
 def test_ka_package_is_rejected_by_a_device_whose_weights_differ_from_the_base(setup):

@@ -44,7 +44,9 @@ def _non_factor_params(model) -> int:
     (CompactConfig("ka", n=0), lambda o, i, m: m),
     (CompactConfig("ml", rank=3), lambda o, i, m: o * 3),
     (CompactConfig("lra", rank=3), lambda o, i, m: (o + i) * 3),
-    (CompactConfig("lru", rank=2), lambda o, i, m: o * 2),
+    (CompactConfig("lru", rank=2), lambda o, i, m: i * 2),      # the paper's orientation: R is r × i
+    (CompactConfig("lru-out", rank=2), lambda o, i, m: o * 2),  # L is o × r
+    (CompactConfig("bn-only"), lambda o, i, m: 0),              # biases and BN γ/β only
 ])
 def test_update_param_count_matches_paper_formula(cfg, per_layer):
     model, base, data = _setup()
@@ -164,11 +166,12 @@ def test_ka_without_augment_keeps_singular_vectors():
     assert not torch.allclose(s_new, s, atol=1e-4)
 
 
-def test_lru_update_has_rank_at_most_r_and_ml_keeps_the_top_filters():
+@pytest.mark.parametrize("method", ["lru", "lru-out"])
+def test_lru_update_has_rank_at_most_r_and_ml_keeps_the_top_filters(method):
     model, base, data = _setup()
     layer = factor_layers(model)[5]
 
-    lru = compact_refine(model, base, data, TRAIN, CompactConfig("lru", rank=2), seed=2)
+    lru = compact_refine(model, base, data, TRAIN, CompactConfig(method, rank=2), seed=2)
     ml = compact_refine(model, base, data, TRAIN, CompactConfig("ml", rank=3), seed=2)
 
     delta = rules.as_matrix(lru.state[layer.name] - base[layer.name]).double()
@@ -177,3 +180,30 @@ def test_lru_update_has_rank_at_most_r_and_ml_keeps_the_top_filters():
     w = rules.as_matrix(ml.state[layer.name]).double()
     assert torch.allclose(w @ v[:, :3] @ v[:, :3].T, w, atol=1e-5)  # rows lie in span of the top-3 filters
     assert math.isclose(ml.update_fraction, ml.update_param_count / count_parameters(model))
+
+
+def _known_shapes() -> torch.nn.Module:
+    """Conv 1→4 (3×3, no bias): o = 4, i = 9; BN(4): 8 parameters; FC 144→3: o = 3, i = 144, 3 biases."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, bias=False), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                               torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3))
+
+
+@pytest.mark.parametrize("method, rank, factor_shapes, expected", [
+    ("lru", 1, {"0.weight": {"R": (1, 9)}, "4.weight": {"R": (1, 144)}}, 9 + 144 + 8 + 3),
+    ("lru", 2, {"0.weight": {"R": (2, 9)}, "4.weight": {"R": (2, 144)}}, 18 + 288 + 8 + 3),
+    ("lru-out", 1, {"0.weight": {"L": (4, 1)}, "4.weight": {"L": (3, 1)}}, 4 + 3 + 8 + 3),
+])
+def test_lru_parameter_count_on_layers_of_known_shape(method, rank, factor_shapes, expected):
+    """Chen et al.'s Table 1 counts r·i per layer for LRU (learned R, r × i); lru-out sends o·r."""
+    model = _known_shapes()
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    g = torch.Generator().manual_seed(1)
+    data = TensorData(torch.randn(32, 1, 8, 8, generator=g), torch.randint(0, 3, (32,), generator=g))
+
+    result = compact_refine(model, base, data, TRAIN, CompactConfig(method, rank=rank), seed=3)
+
+    assert {k: {f: tuple(t.shape) for f, t in fs.items()} for k, fs in result.factors.items()} == factor_shapes
+    assert result.update_param_count == expected
+    assert set(result.dense) == {"1.weight", "1.bias", "1.running_mean", "1.running_var", "1.num_batches_tracked",
+                                 "4.bias"}

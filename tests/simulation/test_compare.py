@@ -1,5 +1,7 @@
 """`compare`: identical data and seeds for every strategy, one table row each."""
 
+import math
+
 import pandas as pd
 import pytest
 
@@ -21,6 +23,45 @@ def test_summary_reports_differences_and_ratios_against_the_reference():
     assert table.loc["full", "bytes_ratio_vs_ref"] == 1.0
     assert table.loc["dpu", "final_accuracy"] == pytest.approx(0.88)
     assert table.loc["dpu", "total_bytes_down"] == 40
+
+
+def _with_server_accuracy(df, per_round):
+    df = df.copy()
+    df["server_test_accuracy_frac"] = df["round"].map(dict(enumerate(per_round, start=1)))
+    return df
+
+
+def test_best_accuracy_column_is_the_running_best_server_accuracy_against_the_reference():
+    """The thesis's metric on a hand-built frame: running max over rounds, mean, minus the reference's."""
+    ref = _with_server_accuracy(_frame("full", [0.8, 0.9, 0.9], 1000), [0.90, 0.95, 0.93])  # best: .90 .95 .95
+    dpu = _with_server_accuracy(_frame("dpu", [0.8, 0.9, 0.9], 10), [0.91, 0.80, 0.96])     # best: .91 .91 .96
+    frames = {"full": [ref], "dpu": [dpu], "fedavg": [_frame("fedavg", [0.8, 0.9, 0.9], 10)]}
+
+    table = summarise(frames, "full").set_index("strategy")
+
+    # ((.91 − .90) + (.91 − .95) + (.96 − .95)) / 3 → −0.667 pp (without the running best it would
+    # be (.01 − .15 + .03) / 3 → −3.67 pp)
+    assert table.loc["dpu", "mean_best_accuracy_diff_vs_ref_pp"] == pytest.approx(100 * (0.01 - 0.04 + 0.01) / 3)
+    assert table.loc["full", "mean_best_accuracy_diff_vs_ref_pp"] == 0.0
+    assert pd.isna(table.loc["fedavg", "mean_best_accuracy_diff_vs_ref_pp"])  # no server model recorded
+    # the devices' column is untouched: the same device accuracies → 0
+    assert table.loc["dpu", "mean_accuracy_diff_vs_ref_pp"] == pytest.approx(0.0)
+
+
+def test_best_accuracy_running_max_changes_the_mean():
+    ref = _with_server_accuracy(_frame("full", [0.9, 0.9], 1000), [0.90, 0.90])
+    dropping = _with_server_accuracy(_frame("dpu", [0.9, 0.9], 10), [0.95, 0.85])  # best: .95 .95
+    seeds = {"full": [ref, ref], "dpu": [dropping, _with_server_accuracy(dropping, [0.90, 0.90])]}
+
+    table = summarise(seeds, "full").set_index("strategy")
+
+    assert table.loc["dpu", "mean_best_accuracy_diff_vs_ref_pp"] == pytest.approx((5.0 + 0.0) / 2)
+    assert table.loc["dpu", "mean_best_accuracy_diff_vs_ref_pp_std"] == pytest.approx(pd.Series([5.0, 0.0]).std())
+
+
+def test_best_accuracy_column_is_left_out_when_no_run_recorded_it():
+    frames = {"full": [_frame("full", [0.8, 0.9], 1000)], "dpu": [_frame("dpu", [0.79, 0.88], 10)]}
+    assert "mean_best_accuracy_diff_vs_ref_pp" not in summarise(frames, "full").columns
 
 
 def test_per_strategy_params_come_from_the_strategies_table(tiny_config):
@@ -45,6 +86,10 @@ def test_compare_runs_every_strategy_on_the_same_config(tiny_config, tmp_path):
     assert "| dpu |" in (tmp_path / "report.md").read_text()
     dpu = table.set_index("strategy").loc["dpu"]
     assert dpu["bytes_ratio_vs_ref"] < 0.25  # 5 % of the weights plus positions and dense biases
+    # the server recorded its own model's accuracy every round, so the thesis's column is there
+    assert table.set_index("strategy").loc["full", "mean_best_accuracy_diff_vs_ref_pp"] == 0.0
+    assert math.isfinite(dpu["mean_best_accuracy_diff_vs_ref_pp"])
+    assert "mean_best_accuracy_diff_vs_ref_pp" in (tmp_path / "report.md").read_text()
     runs = {p.name for p in (tmp_path / "runs").iterdir()}
     assert runs == {f"full-s{cfg.seed}", f"dpu-s{cfg.seed}"}
 

@@ -100,6 +100,29 @@ def test_reinitialisation_ships_a_seed_not_the_model(tiny_config):
     assert kinds == {1: True, 2: False, 3: True, 4: False}
 
 
+@pytest.mark.parametrize("reinit_init", ["factory", "fresh"])
+def test_reinitialisation_reloads_the_factory_w0_unless_asked_for_a_fresh_draw(tiny_config, reinit_init):
+    """Thesis §5.4.2 and the reference code: a re-init restarts from w⁰, the image every device
+    shipped with; the device regenerates exactly w⁰ from the package's seed. "fresh" draws anew."""
+    from edgeupdate.updates.seeded import resolve_initializer
+
+    strategy = _strategy(tiny_config, "dpu", f"{{k=0.05, reinitialize=true, reinit_init='{reinit_init}'}}")
+    w0 = strategy.runtime.initial_state
+    rounds = {r: (package, target) for r, package, target, _, _ in _run_rounds(strategy, 3)}
+
+    package3, target3 = rounds[3]                    # |D³| = 210 > 2·90: re-initialise
+    assert strategy._last_result.reference == "init"
+    header = package3.header
+    regenerated = resolve_initializer(header.initializer)(header.initializer_seed)
+    part = 0 if reinit_init == "factory" else "reinit-3"
+    assert header.initializer_seed == derive_seed(strategy.cfg.seed, "init", part)
+    assert all(torch.equal(regenerated[n], w0[n]) for n in w0) == (reinit_init == "factory")
+    # every weight the mask leaves out is rewound to the restart point: w⁰ itself for "factory"
+    for name, mask in strategy._last_result.masks.items():
+        assert torch.equal(target3[name][~mask], regenerated[name][~mask])
+        assert torch.equal(target3[name][~mask], w0[name][~mask]) == (reinit_init == "factory")
+
+
 def test_partial_package_changes_exactly_k_weights_plus_dense_biases(tiny_config):
     strategy = _strategy(tiny_config, "dpu", "{k=0.05}")
 
@@ -177,7 +200,7 @@ def test_a_restarted_line_that_loses_keeps_training_and_ships_as_one_seeded_pack
     # round 4 started from the round-3 line, not from the deployed model
     for name, mask in strategy._last_result.masks.items():
         assert torch.equal(target4[name][~mask], line3[name][~mask])
-    assert package4.header.initializer_seed == derive_seed(strategy.cfg.seed, "init", "reinit-3")
+    assert package4.header.initializer_seed == derive_seed(strategy.cfg.seed, "init", 0)  # w⁰
     assert package4.header.base_version == 2 and all(torch.equal(before4[n], device3[n]) for n in device3)
     assert all(torch.equal(device4[n], target4[n]) for n in target4)
     k_i = strategy._last_result.info.changed_count

@@ -20,6 +20,7 @@ RESNET = ["model.name='tiny-resnet'"]  # digits: the stem conv is 16 × (1·3·3
     ("ml", "{rank=10}", "strategy.params.rank"),
     ("lra", "{rank=10}", "strategy.params.rank"),
     ("lru", "{rank=10}", "strategy.params.rank"),
+    ("lru-out", "{rank=10}", "strategy.params.rank"),
 ])
 def test_rank_above_a_layers_min_o_i_is_a_config_error_naming_the_key(strategy, params, key):
     with pytest.raises(ConfigError) as err:

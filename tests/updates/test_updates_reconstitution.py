@@ -11,6 +11,7 @@ from edgeupdate.updates import (
     deterministic_linalg,
     factor_package,
     initial_factors,
+    random_left_factor,
     random_right_factor,
     reconstitute,
     state_hash,
@@ -86,6 +87,23 @@ def test_lru_adds_product_with_seeded_random_factor() -> None:
     assert not torch.equal(r, random_right_factor(7, "other.weight", 2, 8))
     got = reconstitute("fc.weight", "lru", w, {"L": left}, {"seed": 7})
     assert torch.allclose(got, (w.double() + left @ r).float(), atol=1e-6)
+
+
+def test_lru_with_the_input_side_factor_sent_regenerates_the_output_side_one() -> None:
+    """The paper's orientation: R (r × i) is learned and sent, L (o × r) comes from the seed."""
+    w = _base()["conv.weight"]  # o = 8, i = 3·3·3 = 27
+    right = torch.randn(2, 27, dtype=torch.float64)
+    left = random_left_factor(7, "conv.weight", 2, 8)
+    assert torch.equal(left, random_left_factor(7, "conv.weight", 2, 8))
+    assert not torch.equal(left, random_left_factor(8, "conv.weight", 2, 8))
+    got = reconstitute("conv.weight", "lru", w, {"R": right}, {"seed": 7})
+    assert torch.allclose(got, (w.double().reshape(8, 27) + left @ right).reshape(w.shape).float(), atol=1e-6)
+
+
+@pytest.mark.parametrize("factors", [{}, {"L": torch.zeros(8, 1), "R": torch.zeros(1, 27)}])
+def test_lru_needs_exactly_one_factor(factors) -> None:
+    with pytest.raises(ValueError, match="exactly one of the factors"):
+        reconstitute("conv.weight", "lru", _base()["conv.weight"], factors, {"seed": 7})
 
 
 def test_svd_sign_convention_is_deterministic() -> None:
