@@ -154,7 +154,7 @@ def make_client_app(runtime_for: RuntimeFactory) -> ClientApp:
         torch.set_num_threads(runtime.cfg.simulation.torch_threads)
         shared, tasks = read_tasks(msg)
         services, evaluator = services_for(runtime, str(shared.get("store", "")))
-        devices = runtime.node_devices(int(context.node_config["partition-id"]))
+        devices = runtime.devices_of_node(context.node_config)
         return services, evaluator, DeviceRecords(context, services, devices), shared, tasks
 
     @app.train()

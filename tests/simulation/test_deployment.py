@@ -1,0 +1,103 @@
+"""The Flower app on Flower's Deployment Engine: a SuperLink and one SuperNode per gateway on
+loopback, started with the README's commands (:mod:`tests.simulation.deployment`).
+
+``flwr run --stream`` exits 0 even when the run failed, so the tests judge a run by its files
+(a metrics row for every (round, device), ``summary.json``) and by ``flwr ls``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from edgeupdate import protocol as P
+from edgeupdate.configs import dump_config
+from edgeupdate.runtime import experiment_runtime
+from tests.simulation.deployment import Deployment
+
+RUN_TIMEOUT_S = 600.0
+
+
+def _config(tiny_config, tmp_path: Path, *overrides: str) -> tuple[Path, int]:
+    """The tiny experiment at one device per node, as a TOML file; returns it and its node count."""
+    cfg = tiny_config("simulation.devices_per_node=1", "training.epochs=1", *overrides)
+    path = tmp_path / "experiment.toml"
+    path.write_text(dump_config(cfg))
+    return path, experiment_runtime(cfg).num_nodes
+
+
+def _wait(deploy: Deployment, run, until=None, on_match=None) -> None:
+    """Wait for ``flwr run`` to end; call ``on_match`` once when its output first matches ``until``."""
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while run.poll() is None:
+        if until and on_match and re.search(until, deploy.log("run")):
+            on_match()
+            on_match = None
+        assert time.monotonic() < deadline, f"flwr run still running after {RUN_TIMEOUT_S} s:\n{deploy.log('run')[-3000:]}"
+        time.sleep(0.5)
+
+
+def _check_finished(deploy: Deployment, out: Path, rounds: int, devices: int) -> pd.DataFrame:
+    runs = deploy.runs()
+    assert [r["status"] for r in runs] == ["finished:completed"], (runs, deploy.log("run")[-3000:])
+    assert (out / "summary.json").exists(), deploy.log("run")[-3000:]
+    df = pd.read_csv(out / "metrics.csv")
+    assert sorted(zip(df["round"], df["device_id"])) == [(r, d) for r in range(1, rounds + 1) for d in range(devices)]
+    return df
+
+
+@pytest.mark.slow
+def test_three_supernodes_run_two_rounds_on_the_deployment_engine(tiny_config, tmp_path):
+    config_file, nodes = _config(tiny_config, tmp_path)
+    assert nodes == 3
+    out = tmp_path / "out"
+    deploy = Deployment(tmp_path)
+    try:
+        deploy.start_superlink()
+        for partition_id in range(nodes):
+            deploy.start_supernode(partition_id)
+        run = deploy.start_run(config_file, out)
+        _wait(deploy, run)
+        assert run.returncode == 0, deploy.log("run")[-3000:]
+        df = _check_finished(deploy, out, rounds=2, devices=3)
+    finally:
+        deploy.close()
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["nodes"], summary["devices_per_node"], summary["rounds"]) == (3, 1, 2)
+    assert summary["ray_nodes"] == {}  # the Deployment Engine runs no Ray
+    assert set(df["status"]) == {P.DeviceStatus.APPLIED}
+    assert (out / "config.toml").read_text() == config_file.read_text()
+
+
+@pytest.mark.slow
+def test_a_supernode_stopped_mid_run_leaves_its_device_lost_and_the_run_completes(tiny_config, tmp_path):
+    # Each message starts a ClientApp process (torch import, runtime): up to ~40 s on the busy
+    # 2-core test machine, so the timeout that declares the stopped node's device lost is 90 s.
+    config_file, nodes = _config(tiny_config, tmp_path, "simulation.round_timeout_s=90.0")
+    out = tmp_path / "out"
+    deploy = Deployment(tmp_path)
+    stopped_at: list[float] = []
+    try:
+        deploy.start_superlink()
+        for partition_id in range(nodes):
+            deploy.start_supernode(partition_id)
+        run = deploy.start_run(config_file, out)
+
+        def stop_last_node() -> None:  # by its PID (process group), once round 1 is done
+            deploy.stop(f"supernode-{nodes - 1}")
+            stopped_at.append(time.monotonic())
+
+        _wait(deploy, run, until=r"round\s+1/2\s+acc", on_match=stop_last_node)
+        assert stopped_at, f"round 1 never finished:\n{deploy.log('run')[-3000:]}"
+        df = _check_finished(deploy, out, rounds=2, devices=3)
+    finally:
+        deploy.close()
+    lost = df[df["device_id"] == nodes - 1].set_index("round")
+    assert lost.loc[1, "status"] != P.DeviceStatus.LOST
+    assert lost.loc[2, "status"] == P.DeviceStatus.LOST and str(lost.loc[2, "reason"]) not in ("", "nan")
+    assert not (df[df["device_id"] != nodes - 1]["status"] == P.DeviceStatus.LOST).any()
