@@ -38,6 +38,7 @@ from edgeupdate.clients.device import (
 )
 from edgeupdate.clients.evaluation import PoolEvaluator
 from edgeupdate.clients.fit import fit, fit_cost
+from edgeupdate.clients.host import with_host
 from edgeupdate.messages import DeviceReply, DeviceTask, read_tasks, reply_message
 from edgeupdate.runtime import ExperimentRuntime
 from edgeupdate.store import ModelStore
@@ -160,12 +161,12 @@ def make_client_app(runtime_for: RuntimeFactory) -> ClientApp:
     @app.train()
     def handle_train(msg: Message, context: Context) -> Message:
         services, _, records, _, tasks = open_node(msg, context)
-        if not tasks:  # which devices does this node serve?
+        if not tasks:  # which devices does this node serve (and on which Ray node)?
             replies = [_reply(r, P.DeviceStatus.NO_UPDATE) for r in records]
         else:
             replies = [_train_one(services, records, t, context) for t in tasks]
         records.save()
-        return reply_message(msg, replies)
+        return reply_message(msg, replies) if tasks else with_host(reply_message(msg, replies))
 
     @app.evaluate()
     def handle_evaluate(msg: Message, context: Context) -> Message:

@@ -30,6 +30,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from edgeupdate import __version__
 from edgeupdate.clients.gateway import make_client_app
+from edgeupdate.clients.host import host_of
 from edgeupdate import protocol as P
 from edgeupdate.messages import read_replies, task_message
 from edgeupdate.runtime import ExperimentRuntime, experiment_runtime
@@ -37,6 +38,7 @@ from edgeupdate.configs import ExperimentConfig, dump_config
 from edgeupdate.seeding import derive_seed
 from edgeupdate.simulation.metrics import MetricsCollector, RoundCallback
 from edgeupdate.simulation.plots import plot_run
+from edgeupdate.simulation.ray_cluster import ray_init_args, ray_nodes_served
 from edgeupdate.strategies.attacks import ATTACKS
 from edgeupdate.strategies.resolve import StrategyChoice, resolve_strategy
 
@@ -49,12 +51,14 @@ class SimulationError(RuntimeError):
     """The simulation could not run to the end (a device failed, nodes never registered, ...)."""
 
 
-def discover_devices(grid: Grid, runtime: ExperimentRuntime, timeout_s: float = 120.0) -> dict[int, int]:
+def discover_devices(grid: Grid, runtime: ExperimentRuntime, timeout_s: float = 120.0,
+                     hosts: dict[int, str] | None = None) -> dict[int, int]:
     """Wait until every node registered, then ask each which devices it serves: device id → node id.
 
     The first reply includes building the node's runtime (loading the dataset, the model), as
     heavy as a round on a busy machine, so callers pass the round timeout. Too many or too few
-    nodes, or two nodes claiming one device, fail at once with the counts.
+    nodes, or two nodes claiming one device, fail at once with the counts. ``hosts``, when given,
+    receives device id → the Ray node id that answered for it (``""`` outside Ray).
     """
     expected = runtime.num_nodes
     deadline = time.monotonic() + timeout_s
@@ -81,6 +85,8 @@ def discover_devices(grid: Grid, runtime: ExperimentRuntime, timeout_s: float = 
                 raise SimulationError(f"device {report.device_id} is served by two nodes ({devices[report.device_id]} "
                                       f"and {node}): give every node its own partition-id")
             devices[report.device_id] = node
+            if hosts is not None:
+                hosts[report.device_id] = host_of(reply)
     missing = sorted(set(range(runtime.cfg.num_devices)) - set(devices))
     if missing:
         raise SimulationError(f"{len(devices)} of {runtime.cfg.num_devices} devices answered (missing e.g. "
@@ -98,7 +104,8 @@ def run_server(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, o
     t0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.toml").write_text(dump_config(cfg))
-    devices = discover_devices(grid, runtime, timeout_s=cfg.simulation.round_timeout_s)
+    hosts: dict[int, str] = {}
+    devices = discover_devices(grid, runtime, timeout_s=cfg.simulation.round_timeout_s, hosts=hosts)
     collector = MetricsCollector(on_round=on_round)
     strategy = choice.cls(runtime, choice.params, collector, devices)
     store = out_dir / STORE_DIR
@@ -120,6 +127,7 @@ def run_server(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, o
         "sim_time_s": float(df.groupby("round")["round_sim_time_s"].first().sum()),
         "status_counts": {str(k): int(v) for k, v in df["status"].value_counts().sort_index().items()},
         "attacks": attack_counts(df),
+        "ray_nodes": ray_nodes_served(hosts),
         "versions": {"edgeupdate": __version__, "flwr": flwr.__version__, "torch": torch.__version__,
                      "python": platform.python_version()},
     }
@@ -169,11 +177,12 @@ def progress_printer(cfg: ExperimentConfig, stream=sys.stdout) -> RoundCallback:
 
 
 def backend_config(cfg: ExperimentConfig) -> dict[str, Any]:
-    """Ray settings: one CPU per device process (Ray's default of 2 serialises small machines)."""
+    """Ray settings: one CPU per device process (Ray's default of 2 serialises small machines), on a
+    local Ray or a running cluster (:func:`~edgeupdate.simulation.ray_cluster.ray_init_args`)."""
     sim = cfg.simulation
     return {
         "client_resources": {"num_cpus": sim.num_cpus_per_device, "num_gpus": 0.0},
-        "init_args": {"num_cpus": sim.num_cpus or os.cpu_count() or 1, "include_dashboard": False,
+        "init_args": {**ray_init_args(sim), "include_dashboard": False,
                       "logging_level": logging.ERROR, "log_to_driver": False},
     }
 
