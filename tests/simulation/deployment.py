@@ -83,8 +83,9 @@ class Deployment:
         return subprocess.run(["flwr", *args], cwd=REPO, env=self.env, capture_output=True, text=True,
                               timeout=timeout_s, check=False)
 
-    def start_run(self, config_file: Path, out_dir: Path) -> subprocess.Popen:
-        """``flwr run . deploy --stream`` in the background; its output goes to ``run.log``."""
+    def start_run(self, config_file: str | Path, out_dir: Path) -> subprocess.Popen:
+        """``flwr run . deploy --stream`` in the background (``config_file`` absolute or relative to
+        the app's folder, ``out_dir`` absolute); its output goes to ``run.log``."""
         return self._start("run", ["flwr", "run", ".", CONNECTION, "--stream", "--run-config",
                                    f"config-file='{config_file}' out-dir='{out_dir}'"])
 

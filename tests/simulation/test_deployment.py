@@ -16,19 +16,17 @@ import pandas as pd
 import pytest
 
 from edgeupdate import protocol as P
-from edgeupdate.configs import dump_config
+from edgeupdate.configs import dump_config, load_config
 from edgeupdate.runtime import experiment_runtime
+from tests.conftest import REPO
 from tests.simulation.deployment import Deployment
 
 RUN_TIMEOUT_S = 600.0
+CONFIG = "configs/deployment.toml"  # as in the README: relative to the app's folder
 
 
-def _config(tiny_config, tmp_path: Path, *overrides: str) -> tuple[Path, int]:
-    """The tiny experiment at one device per node, as a TOML file; returns it and its node count."""
-    cfg = tiny_config("simulation.devices_per_node=1", "training.epochs=1", *overrides)
-    path = tmp_path / "experiment.toml"
-    path.write_text(dump_config(cfg))
-    return path, experiment_runtime(cfg).num_nodes
+def _nodes(config_file: Path) -> int:
+    return experiment_runtime(load_config(config_file)).num_nodes
 
 
 def _wait(deploy: Deployment, run, until=None, on_match=None) -> None:
@@ -52,8 +50,8 @@ def _check_finished(deploy: Deployment, out: Path, rounds: int, devices: int) ->
 
 
 @pytest.mark.slow
-def test_three_supernodes_run_two_rounds_on_the_deployment_engine(tiny_config, tmp_path):
-    config_file, nodes = _config(tiny_config, tmp_path)
+def test_three_supernodes_run_two_rounds_on_the_deployment_engine(tmp_path):
+    nodes = _nodes(REPO / CONFIG)
     assert nodes == 3
     out = tmp_path / "out"
     deploy = Deployment(tmp_path)
@@ -61,7 +59,7 @@ def test_three_supernodes_run_two_rounds_on_the_deployment_engine(tiny_config, t
         deploy.start_superlink()
         for partition_id in range(nodes):
             deploy.start_supernode(partition_id)
-        run = deploy.start_run(config_file, out)
+        run = deploy.start_run(CONFIG, out)
         _wait(deploy, run)
         assert run.returncode == 0, deploy.log("run")[-3000:]
         df = _check_finished(deploy, out, rounds=2, devices=3)
@@ -71,14 +69,16 @@ def test_three_supernodes_run_two_rounds_on_the_deployment_engine(tiny_config, t
     assert (summary["nodes"], summary["devices_per_node"], summary["rounds"]) == (3, 1, 2)
     assert summary["ray_nodes"] == {}  # the Deployment Engine runs no Ray
     assert set(df["status"]) == {P.DeviceStatus.APPLIED}
-    assert (out / "config.toml").read_text() == config_file.read_text()
+    assert (out / "config.toml").read_text() == dump_config(load_config(REPO / CONFIG))
 
 
 @pytest.mark.slow
-def test_a_supernode_stopped_mid_run_leaves_its_device_lost_and_the_run_completes(tiny_config, tmp_path):
+def test_a_supernode_stopped_mid_run_leaves_its_device_lost_and_the_run_completes(tmp_path):
     # Each message starts a ClientApp process (torch import, runtime): up to ~40 s on the busy
     # 2-core test machine, so the timeout that declares the stopped node's device lost is 90 s.
-    config_file, nodes = _config(tiny_config, tmp_path, "simulation.round_timeout_s=90.0")
+    config_file = tmp_path / "deployment.toml"
+    config_file.write_text(dump_config(load_config(REPO / CONFIG, ["simulation.round_timeout_s=90.0"])))
+    nodes = _nodes(config_file)
     out = tmp_path / "out"
     deploy = Deployment(tmp_path)
     stopped_at: list[float] = []
@@ -86,7 +86,7 @@ def test_a_supernode_stopped_mid_run_leaves_its_device_lost_and_the_run_complete
         deploy.start_superlink()
         for partition_id in range(nodes):
             deploy.start_supernode(partition_id)
-        run = deploy.start_run(config_file, out)
+        run = deploy.start_run(str(config_file), out)
 
         def stop_last_node() -> None:  # by its PID (process group), once round 1 is done
             deploy.stop(f"supernode-{nodes - 1}")
