@@ -33,6 +33,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def connection_toml(link_port: int) -> str:
+    """``$FLWR_HOME/config.toml``: the ``deploy`` connection to a SuperLink on loopback."""
+    return (f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
+            f'address = "127.0.0.1:{link_port}"\ninsecure = true\n')
+
+
+def superlink_args(link_port: int) -> list[str]:
+    """The SuperLink (its environment adds ``FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1``)."""
+    return ["flower-superlink", "--insecure", "--port", str(link_port)]
+
+
+def supernode_args(link_port: int, port: int, partition_id: int) -> list[str]:
+    return ["flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{link_port}", "--port", str(port),
+            "--node-config", f"partition-id={partition_id}"]
+
+
+def run_args(config_file: str | Path, out_dir: str | Path) -> list[str]:
+    return ["flwr", "run", ".", CONNECTION, "--stream", "--run-config", f"config-file='{config_file}' out-dir='{out_dir}'"]
+
+
 class Deployment:
     """A SuperLink on ``link_port`` and the SuperNodes started with :meth:`start_supernode`."""
 
@@ -41,9 +61,7 @@ class Deployment:
         self.home = root / "flwr-home"
         self.home.mkdir(parents=True, exist_ok=True)
         self.link_port = free_port()
-        (self.home / "config.toml").write_text(
-            f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
-            f'address = "127.0.0.1:{self.link_port}"\ninsecure = true\n')
+        (self.home / "config.toml").write_text(connection_toml(self.link_port))
         self.env = {**os.environ, "FLWR_HOME": str(self.home), "PYTHONPATH": str(REPO),
                     "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "1"}
         self.procs: dict[str, subprocess.Popen] = {}
@@ -69,14 +87,12 @@ class Deployment:
             time.sleep(0.3)
 
     def start_superlink(self) -> None:
-        self._start("superlink", ["flower-superlink", "--insecure", "--port", str(self.link_port)],
-                    FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1")
+        self._start("superlink", superlink_args(self.link_port), FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1")
         self.wait_for("superlink", r"Uvicorn running on http://127\.0\.0\.1:\d+", 120)
 
     def start_supernode(self, partition_id: int) -> None:
         name = f"supernode-{partition_id}"
-        self._start(name, ["flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{self.link_port}",
-                           "--port", str(free_port()), "--node-config", f"partition-id={partition_id}"])
+        self._start(name, supernode_args(self.link_port, free_port(), partition_id))
         self.wait_for(name, r"SuperNode ID", 120)
 
     def flwr(self, *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
@@ -86,8 +102,7 @@ class Deployment:
     def start_run(self, config_file: str | Path, out_dir: Path) -> subprocess.Popen:
         """``flwr run . deploy --stream`` in the background (``config_file`` absolute or relative to
         the app's folder, ``out_dir`` absolute); its output goes to ``run.log``."""
-        return self._start("run", ["flwr", "run", ".", CONNECTION, "--stream", "--run-config",
-                                   f"config-file='{config_file}' out-dir='{out_dir}'"])
+        return self._start("run", run_args(config_file, out_dir))
 
     def runs(self) -> list[dict]:
         """``flwr ls deploy --format json``: every run the SuperLink knows, with its status."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import time
 from pathlib import Path
 
@@ -19,7 +20,14 @@ from edgeupdate import protocol as P
 from edgeupdate.configs import dump_config, load_config
 from edgeupdate.runtime import experiment_runtime
 from tests.conftest import REPO
-from tests.simulation.deployment import Deployment
+from tests.simulation.deployment import (
+    CONNECTION,
+    Deployment,
+    connection_toml,
+    run_args,
+    superlink_args,
+    supernode_args,
+)
 
 RUN_TIMEOUT_S = 600.0
 CONFIG = "configs/deployment.toml"  # as in the README: relative to the app's folder
@@ -47,6 +55,31 @@ def _check_finished(deploy: Deployment, out: Path, rounds: int, devices: int) ->
     df = pd.read_csv(out / "metrics.csv")
     assert sorted(zip(df["round"], df["device_id"])) == [(r, d) for r in range(1, rounds + 1) for d in range(devices)]
     return df
+
+
+def _readme_commands() -> dict[str, list[str]]:
+    """The README's Deployment Engine commands with its shell variables filled in, by program."""
+    section = (REPO / "README.md").read_text().split("### Deployment Engine", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    block = block.replace("$((9094 + i))", "9094").replace("$i", "0").replace("$PWD", "/pwd").replace("\\\n", "")
+    commands = {}
+    for line in block.splitlines():
+        words = shlex.split(line.split(" & ")[0].rstrip(" &"), comments=True)
+        while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):  # leading environment assignments
+            words = words[1:]
+        if words and words[0] in ("printf", "flower-superlink", "flower-supernode", "flwr"):
+            commands[" ".join(words[:2])] = words
+    return commands
+
+
+def test_the_readme_shows_the_commands_the_tests_run():
+    commands = _readme_commands()
+    assert commands["flower-superlink --insecure"] == superlink_args(8000)
+    assert commands["flower-supernode --insecure"] == supernode_args(8000, 9094, 0)
+    assert commands["flwr run"] == run_args(CONFIG, "/pwd/runs/deploy")
+    assert commands["flwr ls"] == ["flwr", "ls", CONNECTION]
+    assert commands[next(k for k in commands if k.startswith("printf"))][1].replace("\\n", "\n") == connection_toml(8000)
+    assert "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1 flower-superlink" in (REPO / "README.md").read_text()
 
 
 @pytest.mark.slow
