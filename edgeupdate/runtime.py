@@ -10,9 +10,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -88,6 +89,14 @@ class ExperimentRuntime:
                              f"(0..{self.num_nodes - 1}) of {self.devices_per_node} devices")
         per = self.devices_per_node
         return range(partition_id * per, min((partition_id + 1) * per, self.cfg.num_devices))
+
+    def devices_of_node(self, node_config: Mapping[str, Any]) -> range:
+        """The device ids of the node whose Flower node config is ``node_config`` (its ``partition-id``)."""
+        pid = node_config.get("partition-id")
+        if isinstance(pid, bool) or not isinstance(pid, int):
+            raise ValueError(f"this node has no integer partition-id (node config {dict(node_config)}): start it with "
+                             f"flower-supernode --node-config 'partition-id=N', N = 0..{self.num_nodes - 1}")
+        return self.node_devices(pid)
 
     def validation(self) -> TensorData:
         return self.dataset.test.subset(torch.as_tensor(self.layout.validation))

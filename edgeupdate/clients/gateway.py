@@ -46,6 +46,7 @@ from edgeupdate.clients.device import (
 from edgeupdate.clients.evaluation import PoolEvaluator
 from edgeupdate.clients.fit import fit, fit_cost
 from edgeupdate.clients.node_state import load_node_state, save_node_state
+from edgeupdate.clients.host import with_host
 from edgeupdate.messages import DeviceReply, DeviceTask, read_tasks, reply_message
 from edgeupdate.runtime import ExperimentRuntime
 from edgeupdate.store import ModelStore
@@ -189,24 +190,24 @@ def make_client_app(runtime_for: RuntimeFactory) -> ClientApp:
         torch.set_num_threads(runtime.cfg.simulation.torch_threads)
         shared, tasks = read_tasks(msg)
         services, evaluator = services_for(runtime, str(shared.get("store", "")))
+        devices = runtime.devices_of_node(context.node_config)
         partition = int(context.node_config["partition-id"])
         if not tasks and shared.get("checkpoint") and int(shared.get("restore_round", 0)) > 0:
             restored = load_node_state(str(shared["checkpoint"]), partition, int(shared["restore_round"]))
             context.state.clear()  # a fresh process may still hold a record from a run-start probe
             if restored is not None:
                 context.state.update(restored)
-        devices = runtime.node_devices(partition)
         return services, evaluator, DeviceRecords(context, services, devices), shared, tasks
 
     @app.train()
     def handle_train(msg: Message, context: Context) -> Message:
         services, _, records, _, tasks = open_node(msg, context)
-        if not tasks:  # which devices does this node serve (and what do they hold)?
+        if not tasks:  # which devices does this node serve, what do they hold, on which Ray node?
             replies = [_reply(r, P.DeviceStatus.NO_UPDATE) for r in records]
         else:
             replies = [_train_guarded(services, records, t, context) for t in tasks]
         records.save()
-        return reply_message(msg, replies)
+        return reply_message(msg, replies) if tasks else with_host(reply_message(msg, replies))
 
     @app.evaluate()
     def handle_evaluate(msg: Message, context: Context) -> Message:

@@ -103,6 +103,20 @@ class SimulationConfig:
     torch_threads: int = bounded(1, min=1)  # per simulated device process
     devices_per_node: int = bounded(0, min=0)  # devices one Flower node (a gateway) serves; 0 = automatic
     save_packages: bool = False  # packages/, models/ and packages.csv in the run dir (strategies.saved_packages)
+    ray_address: str = ""  # "" = start a local Ray; "auto" or "host:port" = attach to a running Ray cluster
+
+    def __post_init__(self) -> None:
+        check_ray_address(self.ray_address, self.num_cpus)
+
+
+def check_ray_address(address: str, num_cpus: int) -> None:
+    """``""``, ``"auto"`` or ``"host:port"``; a cluster brings its own CPUs, so ``num_cpus`` must be 0."""
+    if address not in ("", "auto"):
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"ray_address must be \"\", \"auto\" or \"host:port\"; got {address!r}")
+    if address and num_cpus:
+        raise ValueError(f"num_cpus must be 0 with ray_address = {address!r} (the cluster's nodes bring their CPUs)")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from edgeupdate import __version__
 from edgeupdate.clients.gateway import make_client_app
+from edgeupdate.clients.host import host_of
 from edgeupdate import protocol as P
 from edgeupdate.messages import read_replies, task_message
 from edgeupdate.runtime import ExperimentRuntime, experiment_runtime
@@ -38,6 +39,7 @@ from edgeupdate.seeding import derive_seed
 from edgeupdate.simulation.checkpoint import CheckpointError, Checkpoints
 from edgeupdate.simulation.metrics import MetricsCollector, RoundCallback
 from edgeupdate.simulation.plots import plot_run
+from edgeupdate.simulation.ray_cluster import ray_init_args, ray_nodes_served
 from edgeupdate.strategies.attacks import ATTACKS
 from edgeupdate.strategies.base import EdgeStrategy
 from edgeupdate.strategies.resolve import StrategyChoice, resolve_strategy
@@ -54,14 +56,16 @@ class SimulationError(RuntimeError):
 
 def discover_devices(grid: Grid, runtime: ExperimentRuntime, timeout_s: float = 120.0,
                      restore: tuple[str, int] | None = None,
-                     held: dict[int, tuple[int, str]] | None = None) -> dict[int, int]:
+                     held: dict[int, tuple[int, str]] | None = None,
+                     hosts: dict[int, str] | None = None) -> dict[int, int]:
     """Wait until every node registered, then ask each which devices it serves: device id → node id.
 
     The first reply includes building the node's runtime (loading the dataset, the model), as
     heavy as a round on a busy machine, so callers pass the round timeout. Too many or too few
     nodes, or two nodes claiming one device, fail at once with the counts. ``restore`` =
     (checkpoint folder, round) has every node restore its devices' state first; ``held``, when
-    given, receives what each device then holds (version, hash).
+    given, receives what each device then holds (version, hash); ``hosts``, device id → the Ray
+    node id that answered for it (``""`` outside Ray).
     """
     expected = runtime.num_nodes
     deadline = time.monotonic() + timeout_s
@@ -91,6 +95,8 @@ def discover_devices(grid: Grid, runtime: ExperimentRuntime, timeout_s: float = 
             devices[report.device_id] = node
             if held is not None:
                 held[report.device_id] = (report.model_version, report.model_hash)
+            if hosts is not None:
+                hosts[report.device_id] = host_of(reply)
     missing = sorted(set(range(runtime.cfg.num_devices)) - set(devices))
     if missing:
         raise SimulationError(f"{len(devices)} of {runtime.cfg.num_devices} devices answered (missing e.g. "
@@ -116,8 +122,9 @@ def run_server(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, o
         shutil.rmtree(store, ignore_errors=True)
     (out_dir / "config.toml").write_text(dump_config(cfg))
     held: dict[int, tuple[int, str]] = {}
+    hosts: dict[int, str] = {}
     devices = discover_devices(grid, runtime, timeout_s=cfg.simulation.round_timeout_s,
-                               restore=(checkpoints.nodes_dir, done) if done else None, held=held)
+                               restore=(checkpoints.nodes_dir, done) if done else None, held=held, hosts=hosts)
     collector = MetricsCollector(on_round=on_round)
     strategy = choice.cls(runtime, choice.params, collector, devices)
     if cfg.simulation.save_packages:
@@ -153,6 +160,7 @@ def run_server(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, o
         "attacks": attack_counts(df),
         "lost": lost_counts(df),
         "checkpoint_bytes_per_round": checkpoint_bytes,  # rounds this process ran (a resumed run: after the resume)
+        "ray_nodes": ray_nodes_served(hosts),
         "versions": {"edgeupdate": __version__, "flwr": flwr.__version__, "torch": torch.__version__,
                      "python": platform.python_version()},
     }
@@ -228,11 +236,12 @@ def progress_printer(cfg: ExperimentConfig, stream=sys.stdout) -> RoundCallback:
 
 
 def backend_config(cfg: ExperimentConfig) -> dict[str, Any]:
-    """Ray settings: one CPU per device process (Ray's default of 2 serialises small machines)."""
+    """Ray settings: one CPU per device process (Ray's default of 2 serialises small machines), on a
+    local Ray or a running cluster (:func:`~edgeupdate.simulation.ray_cluster.ray_init_args`)."""
     sim = cfg.simulation
     return {
         "client_resources": {"num_cpus": sim.num_cpus_per_device, "num_gpus": 0.0},
-        "init_args": {"num_cpus": sim.num_cpus or os.cpu_count() or 1, "include_dashboard": False,
+        "init_args": {**ray_init_args(sim), "include_dashboard": False,
                       "logging_level": logging.ERROR, "log_to_driver": False},
     }
 
