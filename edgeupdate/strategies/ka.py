@@ -120,7 +120,9 @@ class CompactRefinement(ServerRetrainStrategy):
 
 
 def _family(method: str, doc: str, class_name: str | None = None) -> type[CompactRefinement]:
-    cls = type(class_name or method.upper(), (CompactRefinement,), {"name": method, "method": method, "__doc__": doc})
+    name = class_name or method.upper()  # the module attribute it is bound to: checkpoints pickle it by name
+    cls = type(name, (CompactRefinement,), {"name": method, "method": method, "__doc__": doc,
+                                            "__module__": __name__, "__qualname__": name})
     return register(cls)
 
 

@@ -62,6 +62,15 @@ def test_a_checkpoint_of_another_strategy_or_a_broken_one_is_refused(tmp_path):
         Checkpoints(tmp_path).latest_round()
 
 
+def test_every_strategy_class_can_be_checkpointed_by_name():
+    import pickle
+
+    from edgeupdate.strategies.registry import STRATEGIES
+
+    for name, cls in STRATEGIES.items():
+        assert pickle.loads(pickle.dumps(cls)) is cls, name
+
+
 def test_only_the_latest_complete_round_is_kept(tmp_path):
     s = _strategy()
     for r in (1, 2, 3):
