@@ -25,6 +25,7 @@ class FullParams:
 
 
 _TRAINED: OrderedDict[str, StateDict] = OrderedDict()  # fingerprint → result, a few most recent
+_TRAINED_KEPT = 8  # a sweep runs each point for every seed in turn: keep one θ¹ per seed (3 seeds) and then some
 
 
 def _fingerprint(runtime: ExperimentRuntime, round_: int, data: TensorData, start: StateDict | None,
@@ -59,7 +60,7 @@ def retrain_dense(runtime: ExperimentRuntime, round_: int, data: TensorData, sta
           validation=validation if validation is not None and len(validation) else None)
     result = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     _TRAINED[key] = {k: v.clone() for k, v in result.items()}
-    while len(_TRAINED) > 2:
+    while len(_TRAINED) > _TRAINED_KEPT:
         _TRAINED.popitem(last=False)
     return result
 
