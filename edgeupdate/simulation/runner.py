@@ -39,9 +39,10 @@ from edgeupdate.seeding import derive_seed
 from edgeupdate.simulation.checkpoint import CheckpointError, Checkpoints
 from edgeupdate.simulation.metrics import MetricsCollector, RoundCallback
 from edgeupdate.simulation.plots import plot_run
+from edgeupdate.simulation.progress import RoundProgress
 from edgeupdate.simulation.ray_cluster import ray_init_args, ray_nodes_served
 from edgeupdate.strategies.attacks import ATTACKS
-from edgeupdate.strategies.base import EdgeStrategy
+from edgeupdate.strategies.base import EdgeStrategy, PhaseProgress
 from edgeupdate.strategies.resolve import StrategyChoice, resolve_strategy
 from edgeupdate.strategies.saved_packages import PackageSaver
 
@@ -105,7 +106,8 @@ def discover_devices(grid: Grid, runtime: ExperimentRuntime, timeout_s: float = 
 
 
 def run_server(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, out_dir: Path,
-               on_round: RoundCallback | None = None, resume: bool = False) -> dict[str, Any]:
+               on_round: RoundCallback | None = None, resume: bool = False,
+               on_phase: PhaseProgress | None = None) -> dict[str, Any]:
     """The whole server side of a run of ``choice`` (built and checked once, before); returns the
     summary it wrote. A checkpoint is written at the end of every round; ``resume=True`` continues
     from the last complete one (from round 1 when there is none)."""
@@ -143,7 +145,8 @@ def run_server(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, o
         server = checkpoints.save(round_, strategy, collector.rows, earlier_wall_s + time.perf_counter() - t0)
         checkpoint_bytes.append(server + checkpoints.node_bytes(round_))
 
-    strategy.run_rounds(grid, done + 1, cfg.rounds, cfg.simulation.round_timeout_s, after_round=checkpoint)
+    strategy.run_rounds(grid, done + 1, cfg.rounds, cfg.simulation.round_timeout_s, after_round=checkpoint,
+                        on_progress=on_phase)
     wall_s = earlier_wall_s + time.perf_counter() - t0
     df = collector.write(out_dir)
     pd.DataFrame(strategy.version_log).to_csv(out_dir / "versions.csv", index=False)
@@ -215,7 +218,7 @@ def make_server_app(runtime_for: Callable[[Context], ExperimentRuntime],
         chosen = choice or resolve_strategy(runtime.cfg)
         again = resume or str(context.run_config.get("resume", "false")).lower() == "true"  # flwr run --run-config
         run_server(grid, runtime, chosen, out_dir_for(context), progress_printer(runtime.cfg) if progress else None,
-                   resume=again)
+                   resume=again, on_phase=RoundProgress(runtime.cfg.rounds) if progress else None)
 
     return app
 

@@ -39,11 +39,14 @@ from edgeupdate.messages import PUSH, read_replies, task_message
 from edgeupdate.runtime import ExperimentRuntime
 from edgeupdate.simulation.metrics import MetricsCollector
 from edgeupdate.strategies.attacks import NO_ATTACK, PackageArchive
+from edgeupdate.strategies.exchange import Progress, exchange
 from edgeupdate.strategies.push import Encoded, Push, PushPlan, top_changes_package
 from edgeupdate.strategies.rows import RoundLog, metrics_row
 from edgeupdate.strategies.saved_packages import PackageSaver
 from edgeupdate.strategies.versions import DeviceView, ModelVersion, VersionStore
 from edgeupdate.updates import StateDict, UpdatePackage, dense_package, sparse_package
+
+PhaseProgress = Callable[[int, str, int, int], None]  # (round, phase, devices answered, devices asked)
 
 #: Push outcomes the device must report exactly as planned (a mismatch is a simulation bug).
 _PLANNED_EXACTLY = (P.DeviceStatus.OFFLINE, P.DeviceStatus.NO_MEMORY, P.DeviceStatus.DEADLINE)
@@ -171,15 +174,23 @@ class EdgeStrategy(Strategy):
 
     # ------------------------------------------------------------ round loop
     def run_rounds(self, grid: Grid, first_round: int, num_rounds: int, timeout: float,
-                   after_round: Callable[[int], None] | None = None) -> None:
+                   after_round: Callable[[int], None] | None = None,
+                   on_progress: PhaseProgress | None = None) -> None:
         """Rounds ``first_round … num_rounds``, as Flower's ``Strategy.start`` runs them (TRAIN, then
-        EVALUATE), calling ``after_round(r)`` once round r is complete (the runner checkpoints there).
-        A resumed run starts past round 1."""
+        EVALUATE), calling ``after_round(r)`` once round r is complete (the runner checkpoints there)
+        and ``on_progress(r, phase, devices answered, devices asked)`` while a phase runs. A resumed
+        run starts past round 1."""
         arrays, empty = ArrayRecord(), ConfigRecord()
+
+        def progress(round_: int, phase: str) -> Progress | None:
+            return None if on_progress is None else (lambda done, asked: on_progress(round_, phase, done, asked))
+
         for round_ in range(first_round, num_rounds + 1):
-            replies = grid.send_and_receive(self.configure_train(round_, arrays, empty, grid), timeout=timeout)
+            replies = exchange(grid, self.configure_train(round_, arrays, empty, grid), timeout,
+                               progress(round_, "train"))
             self.aggregate_train(round_, replies)
-            replies = grid.send_and_receive(self.configure_evaluate(round_, arrays, empty, grid), timeout=timeout)
+            replies = exchange(grid, self.configure_evaluate(round_, arrays, empty, grid), timeout,
+                               progress(round_, "push"))
             self.aggregate_evaluate(round_, replies)
             if after_round is not None:
                 after_round(round_)
