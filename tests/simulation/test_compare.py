@@ -221,3 +221,25 @@ def test_bad_label_overrides_are_one_line_config_errors(tiny_config, value, mess
     cfg = tiny_config(f"strategies.x={{strategy='full', set={value}}}")
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         strategy_config(cfg, "x")
+
+
+def test_resume_continues_a_run_only_when_it_was_started_with_the_same_config(tmp_path, monkeypatch):
+    import dataclasses
+
+    from edgeupdate.configs import dump_config, load_config
+    from edgeupdate.simulation import runner
+    from edgeupdate.simulation.compare import simulation_runner
+    from tests.conftest import REPO, TINY
+
+    calls = []
+    monkeypatch.setattr(runner, "run_experiment", lambda cfg, run_dir, **kw: calls.append((run_dir.name, kw["resume"])))
+    cfg = load_config(REPO / "configs" / "quickstart.toml", TINY)
+    for name, started_with in (("same", cfg), ("changed", dataclasses.replace(cfg, seed=cfg.seed + 1))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.toml").write_text(dump_config(started_with))
+
+    run = simulation_runner(resume=True)
+    for name in ("same", "changed", "new"):
+        run(cfg, None, tmp_path / name)
+
+    assert calls == [("same", True), ("changed", False), ("new", False)]  # the others start afresh
