@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/edgeupdate run configs/quickstart.toml --out runs/quickstart
+	$(VENV)/bin/edgeupdate run configs/quickstart.toml --out runs/quickstart --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
