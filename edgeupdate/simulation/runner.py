@@ -49,6 +49,7 @@ from edgeupdate.strategies.saved_packages import PackageSaver
 
 STORE_DIR = "store"  # under the run directory: the shared model store while the run lasts
 NODES_SETTLED_S = 15.0  # fewer nodes than needed and none joined for this long: the run cannot start
+NO_NODES_S = 120.0  # no node at all for this long (the Deployment Engine without SuperNodes): give up
 
 
 class SimulationError(RuntimeError):
@@ -74,6 +75,10 @@ def discover_devices(grid: Grid, runtime: ExperimentRuntime, timeout_s: float = 
     while len(nodes := sorted(grid.get_node_ids())) < expected:
         if len(nodes) != seen:
             seen, since = len(nodes), time.monotonic()
+        if not nodes and time.monotonic() - since > min(NO_NODES_S, timeout_s):
+            raise SimulationError(f"no node registered within {min(NO_NODES_S, timeout_s):.0f} s; {expected} needed "
+                                  f"(start one SuperNode per gateway: flower-supernode --node-config "
+                                  f"'partition-id=N', N = 0..{expected - 1})")
         if time.monotonic() > deadline or (nodes and time.monotonic() - since > NODES_SETTLED_S):
             raise SimulationError(f"{len(nodes)} nodes registered, but {runtime.cfg.num_devices} devices at "
                                   f"{runtime.devices_per_node} per node need {expected} "

@@ -77,3 +77,4 @@ def test_only_the_latest_complete_round_is_kept(tmp_path):
         Checkpoints(tmp_path).save(r, s, [], 0.0)
     assert [p.name for p in (tmp_path / "checkpoint" / "server").iterdir()] == ["round-3.pkl"]
     assert Checkpoints(tmp_path).latest_round() == 3
+
