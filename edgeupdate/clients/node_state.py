@@ -14,13 +14,13 @@ last complete checkpoint is always one of them.
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 
 from flwr.app import RecordDict
+
+from edgeupdate.updates.files import atomic_write
 
 _ROUND_FILE = re.compile(r"round-(\d+)\.pkl$")
 
@@ -40,14 +40,7 @@ def save_node_state(state: RecordDict, checkpoint_dir: str | Path, partition_id:
     folder = partition_dir(checkpoint_dir, partition_id)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"round-{round_}.pkl"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".round-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(target, lambda fh: pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL))
     for old in _rounds(folder):
         if old < round_ - 1:
             (folder / f"round-{old}.pkl").unlink(missing_ok=True)

@@ -24,12 +24,10 @@ then bound to the resumed run's own objects.
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import random
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ import numpy as np
 import torch
 
 from edgeupdate.strategies.base import EdgeStrategy
+from edgeupdate.updates.files import atomic_write
 
 FORMAT = 1
 _SERVER_FILE = re.compile(r"round-(\d+)\.pkl$")
@@ -77,20 +76,6 @@ class _Unpickler(pickle.Unpickler):
         return self._refs[pid]
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 class Checkpoints:
     """The checkpoints of the run in ``run_dir``."""
 
@@ -121,8 +106,9 @@ class Checkpoints:
                  "wall_time_s": wall_time_s, "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
                                                      "torch": torch.get_rng_state()}}
         path = self.dir / "server" / f"round-{round_}.pkl"
-        _atomic_write(path, lambda fh: _Pickler(fh, strategy.checkpoint_references()).dump(state))
-        _atomic_write(self.dir / "LATEST", lambda fh: fh.write(f"{round_}\n".encode()))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda fh: _Pickler(fh, strategy.checkpoint_references()).dump(state))
+        atomic_write(self.dir / "LATEST", lambda fh: fh.write(f"{round_}\n".encode()))
         for old in (self.dir / "server").iterdir():
             m = _SERVER_FILE.match(old.name)
             if m and int(m.group(1)) < round_:

@@ -33,6 +33,7 @@ from edgeupdate.fleet.rounds import RoundOutcome
 from edgeupdate.strategies.attacks import NO_ATTACK
 from edgeupdate.strategies.versions import DeviceView, VersionStore
 from edgeupdate.updates import save_state_file
+from edgeupdate.updates.files import atomic_write
 from edgeupdate.updates.header import FORMAT_VERSION, PREAMBLE, PackageHeader, read_header
 from edgeupdate.updates.wire import Reader
 
@@ -66,16 +67,8 @@ def transfer(outcome: RoundOutcome) -> str:
 
 def _write_once(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically unless the file is already there."""
-    if path.exists():
-        return
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if not path.exists():
+        atomic_write(path, lambda fh: fh.write(data))
 
 
 class PackageSaver:

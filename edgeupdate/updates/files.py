@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 import torch
 
@@ -48,13 +49,14 @@ def load_state_file(path: Path | str) -> StateDict:
     return dict(state)
 
 
-def save_state_file(state: StateDict, path: Path | str) -> None:
-    """Write ``state`` to ``path`` atomically (temp file in the same folder, then rename)."""
+def atomic_write(path: Path | str, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write(fh)`` on a temporary file beside ``path``, flush it to disk, then rename it to
+    ``path``: a crash part-way never leaves a half-written ``path``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -64,6 +66,11 @@ def save_state_file(state: StateDict, path: Path | str) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def save_state_file(state: StateDict, path: Path | str) -> None:
+    """Write ``state`` to ``path`` atomically (temp file in the same folder, then rename)."""
+    atomic_write(path, lambda fh: torch.save(state, fh))
 
 
 def apply_package_file(model_in: Path | str, package: Path | str, out: Path | str, key: Verifier | None = None) -> None:
