@@ -7,7 +7,8 @@
 Each row runs ``configs/scale-mnist.toml`` (DPU k = 0.05, MLP 784-200-200-10 on MNIST, D¹ = 2,000,
 δD = 1,000 uploaded by the devices, 50 test images per device) at one fleet size, as a subprocess:
 wall seconds including start-up, seconds per device-round, and the peak resident memory of the
-run's whole process tree (the CLI, Ray's raylet and GCS, the node workers), sampled every 0.2 s.
+run's whole process tree (the CLI, Ray's raylet and GCS, the node workers), sampled every 0.2 s,
+summed as RSS (shared library pages counted once per process) and as PSS (counted once).
 Next to it, Flower's no-op floor: a ServerApp that sends one TRAIN and one EVALUATE message per
 node per round to a ClientApp that only replies, on the same simulation engine and settings, with
 as many nodes as the run used (``--floor nodes``, default) or one node per device (``--floor
@@ -32,26 +33,31 @@ REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "configs" / "scale-mnist.toml"
 
 
-def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of ``cmd`` and all its descendants."""
+def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float]:
+    """Wall seconds, peak summed RSS (MB) and peak summed PSS (MB) of ``cmd`` and all its descendants.
+
+    RSS counts a shared library's pages in every process that maps it (libtorch, in the CLI and in
+    every node worker); PSS splits shared pages between the processes that share them, so the PSS
+    sum is the memory the run really occupies."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peak = 0.0
+    peak = peak_pss = 0.0
     root = psutil.Process(proc.pid)
     done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, peak_pss
         while not done.is_set():
             try:
                 procs = [root, *root.children(recursive=True)]
-                rss = 0
+                rss = pss = 0
                 for p in procs:
                     try:
-                        rss += p.memory_info().rss
+                        info = p.memory_full_info()
+                        rss, pss = rss + info.rss, pss + getattr(info, "pss", info.rss)
                     except psutil.Error:
                         pass
-                peak = max(peak, rss / 1e6)
+                peak, peak_pss = max(peak, rss / 1e6), max(peak_pss, pss / 1e6)
             except psutil.Error:
                 pass
             done.wait(0.2)
@@ -63,7 +69,7 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, f
     watcher.join()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:4])} ... failed ({proc.returncode}): {err.strip().splitlines()[-1:]}")
-    return time.perf_counter() - t0, peak
+    return time.perf_counter() - t0, peak, peak_pss
 
 
 def noop_floor(nodes: int, rounds: int) -> None:
@@ -120,12 +126,12 @@ def main() -> None:
     from edgeupdate.runtime import devices_per_node
 
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    rows = ["| devices | nodes | rounds | wall s | s per device-round | peak RSS MB | Flower no-op floor s "
-            "(nodes) | floor peak RSS MB | wall / floor |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| devices | nodes | rounds | wall s | s per device-round | peak RSS MB | peak PSS MB | Flower no-op floor s "
+            "(nodes) | floor peak RSS MB | wall / floor |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for size in (int(s) for s in args.sizes.split(",")):
         nodes = -(-size // devices_per_node(size))
         with tempfile.TemporaryDirectory() as tmp:
-            wall, peak = measure([sys.executable, "-m", "edgeupdate.cli", "run", str(CONFIG), "--quiet",
+            wall, peak, pss = measure([sys.executable, "-m", "edgeupdate.cli", "run", str(CONFIG), "--quiet",
                                   "--set", f"num_devices={size}", "--set", f"rounds={args.rounds}",
                                   "--out", str(Path(tmp) / "run")], env)
             summary = json.loads((Path(tmp) / "run" / "summary.json").read_text())
@@ -133,10 +139,10 @@ def main() -> None:
         if args.floor == "none":
             floor, floor_peak, ratio = float("nan"), float("nan"), float("nan")
         else:
-            floor, floor_peak = measure([sys.executable, __file__, "--noop", str(floor_nodes), str(args.rounds)], env)
+            floor, floor_peak, _ = measure([sys.executable, __file__, "--noop", str(floor_nodes), str(args.rounds)], env)
             ratio = wall / floor
         rows.append(f"| {size:,} | {summary['nodes']} | {args.rounds} | {wall:.1f} | {wall / (size * args.rounds):.2e} "
-                    f"| {peak:,.0f} | {floor:.1f} ({floor_nodes:,}) | {floor_peak:,.0f} | {ratio:.2f} |")
+                    f"| {peak:,.0f} | {pss:,.0f} | {floor:.1f} ({floor_nodes:,}) | {floor_peak:,.0f} | {ratio:.2f} |")
         print(rows[-1], file=sys.stderr, flush=True)
     print("\n".join(rows))
 

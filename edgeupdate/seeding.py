@@ -16,12 +16,9 @@ SeedPart = int | str
 
 def derive_seed(seed: int, *parts: SeedPart) -> int:
     """A deterministic 63-bit seed for ``(seed, *parts)`` (stable across processes)."""
-    h = hashlib.blake2b(digest_size=8)
-    h.update(str(int(seed)).encode())
-    for part in parts:
-        h.update(b"\x1f")
-        h.update(str(part).encode())
-    return int.from_bytes(h.digest(), "little") & ((1 << 63) - 1)
+    text = "\x1f".join([str(int(seed)), *map(str, parts)])  # the seed and parts, unit-separated
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
 def numpy_rng(seed: int, *parts: SeedPart) -> np.random.Generator:

@@ -296,13 +296,13 @@ def prune_student(name: str, input_shape: InputShape, num_classes: int, teacher_
 
 
 def _images(data: TensorData | torch.Tensor, images: int, seed: int) -> torch.Tensor:
-    x = data.x if isinstance(data, TensorData) else data
+    """``images`` of ``data`` (a tensor, or anything with ``subset``: TensorData, a dataset split), seeded."""
     if images < 1:
         raise StudentError(f"images M must be >= 1, got {images}")
-    if len(x) == 0:
+    if len(data) == 0:
         raise StudentError("no images to take activation statistics on")
-    order = torch.randperm(len(x), generator=torch_generator(seed, "student-images"))
-    return x[order[:images]]
+    order = torch.randperm(len(data), generator=torch_generator(seed, "student-images"))
+    return data[order[:images]] if isinstance(data, torch.Tensor) else data.subset(order[:images]).x
 
 
 def derive_student(name: str, input_shape: InputShape, num_classes: int, teacher_state: Mapping[str, torch.Tensor],

@@ -18,20 +18,26 @@ against its hash.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from edgeupdate import protocol as P
 from edgeupdate.datasets import NORMALIZATION
 from edgeupdate.datasets.codec import encode_samples
 from edgeupdate.runtime import ExperimentRuntime
+from edgeupdate.training import TensorData
 from edgeupdate.store import ApplyCache, ModelStore, StoreError
 from edgeupdate.updates import PackageError, StateDict, UpdatePackage, state_hash
 from edgeupdate.updates.cost import ApplyCost, apply_cost, state_bytes
 from edgeupdate.updates.verify import check_version
+
+
+_EMPTY_HASH = state_hash({})
 
 
 class DeviceCrash(Exception):
@@ -63,7 +69,8 @@ class DeviceServices:
 
     def factory_record(self, device_id: int) -> DeviceRecord:
         """A device as shipped: version 0 regenerated from the seed (nothing on a student device)."""
-        return DeviceRecord(device_id, 0, state_hash(self.runtime.factory_state(device_id)))
+        student = self.runtime.student_memory(device_id) is not None
+        return DeviceRecord(device_id, 0, _EMPTY_HASH if student else self.runtime.initial_hash)
 
     def weights(self, record: DeviceRecord) -> StateDict:
         """The weights ``record`` names (shared: copy before changing them)."""
@@ -130,9 +137,17 @@ def collect(runtime: ExperimentRuntime, record: DeviceRecord, round_: int) -> by
     """
     rounds = range(record.uploaded_through + 1, round_ + 1)
     idx = [runtime.layout.arrivals(record.device_id, r) for r in rounds]
-    samples = runtime.train_subset(np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64))
     record.upload_pending = round_
+    if sum(len(i) for i in idx) == 0:  # most devices of a large fleet collect nothing in a round
+        return _empty_upload(runtime.dataset.name)
+    samples = runtime.train_subset(np.concatenate(idx))
     return encode_samples(samples, NORMALIZATION[runtime.dataset.name])
+
+
+@functools.lru_cache(maxsize=None)
+def _empty_upload(dataset: str) -> bytes:
+    """The upload of a device that collected nothing (a header saying 0 samples)."""
+    return encode_samples(TensorData(torch.empty(0, 1, 1, 1), torch.empty(0, dtype=torch.long)), NORMALIZATION[dataset])
 
 
 def acknowledge_upload(record: DeviceRecord, acked: bool) -> None:

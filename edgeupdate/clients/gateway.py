@@ -245,3 +245,4 @@ def make_client_app(runtime_for: RuntimeFactory) -> ClientApp:
         return reply_message(msg, replies)
 
     return app
+

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeupdate.datasets.base import NORMALIZATION, Dataset, to_tensor_data
+from edgeupdate.datasets.base import NORMALIZATION, Dataset, image_data
 from edgeupdate.datasets.checksum import read_verified
 from edgeupdate.datasets.errors import corrupt_file
 
@@ -148,8 +148,8 @@ def load_cifar_directory(name: str, data_dir: Path, checksums: Mapping[str, str]
     norm = NORMALIZATION[name]
     return Dataset(
         name=name,
-        train=to_tensor_data(train_x, train_y, norm),
-        test=to_tensor_data(test_x, test_y, norm),
+        train=image_data(train_x, train_y, norm),
+        test=image_data(test_x, test_y, norm),
         input_shape=CIFAR_IMAGE_SHAPE,
         num_classes=layout.num_classes,
     )

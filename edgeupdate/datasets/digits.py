@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeupdate.datasets.base import NORMALIZATION, Dataset, to_tensor_data
+from edgeupdate.datasets.base import NORMALIZATION, Dataset, image_data
 from edgeupdate.seeding import numpy_rng
 
 DIGITS_TEST_SIZE = 400
@@ -66,8 +66,8 @@ def load_digits_dataset() -> Dataset:
     norm = NORMALIZATION["digits"]
     return Dataset(
         name="digits",
-        train=to_tensor_data(images[train_idx], labels[train_idx], norm),
-        test=to_tensor_data(images[test_idx], labels[test_idx], norm),
+        train=image_data(images[train_idx], labels[train_idx], norm),
+        test=image_data(images[test_idx], labels[test_idx], norm),
         input_shape=(1, 8, 8),
         num_classes=DIGITS_NUM_CLASSES,
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeupdate.datasets.base import NORMALIZATION, Dataset, to_tensor_data
+from edgeupdate.datasets.base import NORMALIZATION, Dataset, image_data
 from edgeupdate.datasets.errors import corrupt_file
 from edgeupdate.datasets.idx import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx_gz
 
@@ -88,8 +88,8 @@ def load_idx_directory(name: str, directory: Path, checksums: Mapping[str, str] 
     test_x, test_y = _read_split(name, directory, IDX_FILES.test_images, IDX_FILES.test_labels, checksums)
     return Dataset(
         name=name,
-        train=to_tensor_data(train_x[:, None, :, :], train_y, norm),
-        test=to_tensor_data(test_x[:, None, :, :], test_y, norm),
+        train=image_data(train_x[:, None, :, :], train_y, norm),
+        test=image_data(test_x[:, None, :, :], test_y, norm),
         input_shape=(1, IDX_IMAGE_SIZE, IDX_IMAGE_SIZE),
         num_classes=IDX_NUM_CLASSES,
     )

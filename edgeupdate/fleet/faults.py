@@ -93,22 +93,22 @@ class FaultConfig:
 
     def drops_out(self, seed: int, round_num: int, device_id: DeviceKey) -> bool:
         """Whether the device drops out (is unreachable) in ``round_num``."""
-        return _draw(seed, "fault-dropout", round_num, device_id) < self.dropout_prob
+        return self.dropout_prob > 0 and _draw(seed, "fault-dropout", round_num, device_id) < self.dropout_prob
 
     def corrupts(self, seed: int, round_num: int, device_id: DeviceKey,
                  transfer: str = "down") -> bool:
         """Whether the ``transfer`` (e.g. ``"down"``, ``"up"``) of this round arrives corrupted."""
-        return _draw(seed, "fault-corrupt", round_num, device_id, transfer) < self.corruption_prob
+        return self.corruption_prob > 0 and _draw(seed, "fault-corrupt", round_num, device_id, transfer) < self.corruption_prob
 
     def crashes(self, seed: int, round_num: int, device_id: DeviceKey) -> bool:
         """Whether the device app crashes part-way through the apply step in ``round_num``."""
-        return _draw(seed, "fault-crash", round_num, device_id) < self.crash_prob
+        return self.crash_prob > 0 and _draw(seed, "fault-crash", round_num, device_id) < self.crash_prob
 
     def loses(self, seed: int, round_num: int, device_id: DeviceKey, phase: str) -> str | None:
         """Whether the device's process dies during ``phase`` (``"train"``/``"push"``) of ``round_num``:
         ``"before"`` (it never touched the task), ``"after"`` (it finished the task, then died before
         answering) or None. The device never answers that phase; the server records it ``lost``."""
-        if _draw(seed, "fault-lost", round_num, device_id, phase) >= self.lost_prob:
+        if self.lost_prob <= 0 or _draw(seed, "fault-lost", round_num, device_id, phase) >= self.lost_prob:
             return None
         return "before" if _draw(seed, "fault-lost-point", round_num, device_id, phase) < 0.5 else "after"
 
@@ -118,6 +118,8 @@ class FaultConfig:
         One draw per (round, device): ``replay`` below ``replay_prob``, ``forge`` in the next
         ``forge_prob``, so the two never coincide.
         """
+        if self.replay_prob + self.forge_prob <= 0:
+            return None
         u = _draw(seed, "fault-attack", round_num, device_id)
         if u < self.replay_prob:
             return "replay"

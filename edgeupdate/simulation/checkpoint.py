@@ -5,8 +5,10 @@ Layout under the run directory (``checkpoint/``)::
     LATEST                      the last complete round r (written last, atomically)
     server/round-<r>.pkl        the strategy (version store and device views, the data pool Dʳ,
                                 optimiser or FL server state such as FedAdam's moments, student
-                                lines, the package archive), the metrics rows so far, the random
-                                states, the wall time spent so far
+                                lines, the package archive), the random states, the wall time
+                                spent so far
+    rows/round-<r>.pkl          the metrics rows of round r alone, as a frame (each round's are
+                                written once, so a checkpoint costs the same in round 100 as in 1)
     nodes/partition-<p>/…       each node's devices (version, hash, upload bookkeeping, residuals),
                                 written by the node itself (:mod:`edgeupdate.clients.node_state`)
 
@@ -33,12 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from edgeupdate.strategies.base import EdgeStrategy
 from edgeupdate.updates.files import atomic_write
 
-FORMAT = 1
+FORMAT = 2  # 1: the metrics rows inside the server file (still read)
 _SERVER_FILE = re.compile(r"round-(\d+)\.pkl$")
 
 
@@ -52,7 +55,7 @@ class Restored:
 
     round: int
     strategy: EdgeStrategy
-    rows: list[dict[str, Any]]
+    chunks: list[pd.DataFrame]  # the metrics rows, one frame per round (MetricsCollector.chunks)
     wall_time_s: float
 
 
@@ -81,6 +84,7 @@ class Checkpoints:
 
     def __init__(self, run_dir: Path) -> None:
         self.dir = Path(run_dir) / "checkpoint"
+        self._chunks_saved = 0  # metrics chunks already in rows/round-*.pkl
 
     @property
     def nodes_dir(self) -> str:
@@ -100,8 +104,16 @@ class Checkpoints:
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def save(self, round_: int, strategy: EdgeStrategy, rows: list[dict[str, Any]], wall_time_s: float) -> int:
-        """Write round ``round_``'s checkpoint, then make it the latest; return its server file's bytes."""
+    def save(self, round_: int, strategy: EdgeStrategy, chunks: list[pd.DataFrame], wall_time_s: float) -> int:
+        """Write round ``round_``'s checkpoint (``chunks``: the metrics rows so far, one frame per
+        round), then make it the latest; return the bytes of its server and rows files."""
+        (self.dir / "rows").mkdir(parents=True, exist_ok=True)
+        new = chunks[self._chunks_saved:]
+        frame = pd.concat(new, ignore_index=True) if len(new) > 1 else (new[0] if new else pd.DataFrame())
+        atomic_write(self.dir / "rows" / f"round-{round_}.pkl",
+                     lambda fh: pickle.dump(frame, fh, protocol=pickle.HIGHEST_PROTOCOL))
+        self._chunks_saved = len(chunks)
+        rows = sum(len(c) for c in chunks)
         state = {"format": FORMAT, "round": round_, "strategy": strategy, "rows": rows,
                  "wall_time_s": wall_time_s, "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
                                                      "torch": torch.get_rng_state()}}
@@ -113,7 +125,7 @@ class Checkpoints:
             m = _SERVER_FILE.match(old.name)
             if m and int(m.group(1)) < round_:
                 old.unlink(missing_ok=True)
-        return path.stat().st_size
+        return path.stat().st_size + (self.dir / "rows" / f"round-{round_}.pkl").stat().st_size
 
     def node_bytes(self, round_: int) -> int:
         """Bytes of the node files written at the end of ``round_``."""
@@ -131,7 +143,7 @@ class Checkpoints:
                 state = _Unpickler(fh, fresh.checkpoint_references()).load()
         except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError) as err:
             raise CheckpointError(f"cannot read {path}: {err}") from None
-        if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("round") != round_:
+        if not isinstance(state, dict) or state.get("format") not in (1, FORMAT) or state.get("round") != round_:
             raise CheckpointError(f"{path} is not an edgeupdate checkpoint of round {round_}")
         strategy = state["strategy"]
         if type(strategy) is not type(fresh):
@@ -139,7 +151,32 @@ class Checkpoints:
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])
         torch.set_rng_state(state["rng"]["torch"])
-        return Restored(round_, strategy, list(state["rows"]), float(state["wall_time_s"]))
+        if state["format"] == 1:  # rows inside the server file
+            chunks = [pd.DataFrame(state["rows"])] if state["rows"] else []
+            expected = len(state["rows"])
+        else:
+            chunks, expected = self._load_chunks(round_), state["rows"]
+        if sum(len(c) for c in chunks) != expected:
+            raise CheckpointError(f"{self.dir / 'rows'} holds {sum(len(c) for c in chunks)} metrics rows, round "
+                                  f"{round_}'s checkpoint expects {expected}")
+        self._chunks_saved = len(chunks)
+        return Restored(round_, strategy, chunks, float(state["wall_time_s"]))
+
+    def _load_chunks(self, round_: int) -> list[pd.DataFrame]:
+        """The metrics rows of rounds 1 … ``round_``, one frame per round file that has rows."""
+        chunks: list[pd.DataFrame] = []
+        for r in range(1, round_ + 1):
+            path = self.dir / "rows" / f"round-{r}.pkl"
+            try:
+                with open(path, "rb") as fh:
+                    part = pickle.load(fh)
+            except (OSError, EOFError, pickle.UnpicklingError) as err:
+                raise CheckpointError(f"cannot read {path}: {err}") from None
+            if not isinstance(part, pd.DataFrame):
+                raise CheckpointError(f"{path} does not hold metrics rows")
+            if not part.empty:
+                chunks.append(part)
+        return chunks
 
 
 __all__ = ["CheckpointError", "Checkpoints", "Restored"]

@@ -139,7 +139,7 @@ def run_server(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, o
     earlier_wall_s = 0.0
     if done:
         restored = checkpoints.load(strategy)
-        strategy, collector.rows, earlier_wall_s = restored.strategy, restored.rows, restored.wall_time_s
+        strategy, collector.chunks, earlier_wall_s = restored.strategy, restored.chunks, restored.wall_time_s
         rebind_devices(strategy, devices, held)
     strategy.store_dir = str(store.resolve())
     strategy.checkpoint_dir = checkpoints.nodes_dir
@@ -147,7 +147,7 @@ def run_server(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, o
     checkpoint_bytes: list[int] = []  # per round of this process: server file + node files
 
     def checkpoint(round_: int) -> None:
-        server = checkpoints.save(round_, strategy, collector.rows, earlier_wall_s + time.perf_counter() - t0)
+        server = checkpoints.save(round_, strategy, collector.chunks, earlier_wall_s + time.perf_counter() - t0)
         checkpoint_bytes.append(server + checkpoints.node_bytes(round_))
 
     strategy.run_rounds(grid, done + 1, cfg.rounds, cfg.simulation.round_timeout_s, after_round=checkpoint,

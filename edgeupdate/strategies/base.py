@@ -102,6 +102,18 @@ class EdgeStrategy(Strategy):
         self.push = self._push_plan(0, 0.0)  # the current phase's packages (a new plan per phase)
 
     # ------------------------------------------------------------------ state
+    def __getstate__(self) -> dict[str, Any]:
+        """What a checkpoint pickles: everything but the finished round's log and push plan
+        (per-device outcomes and encoded packages), which the next round replaces before reading."""
+        state = self.__dict__.copy()
+        state["log"], state["push"] = RoundLog(), None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.push is None:
+            self.push = self._push_plan(0, 0.0)
+
     @property
     def latest(self) -> ModelVersion:
         """The main line's newest version."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import struct
 import zlib
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -46,6 +47,12 @@ from edgeupdate.updates.values import QuantisationError, dtype_from_name
 from edgeupdate.updates.wire import Reader, Writer
 
 __all__ = ["FORMAT_VERSION", "FactorInfo", "PackageHeader", "TensorBlobs", "TensorInfo", "UpdatePackage"]
+
+# Parsed packages by their exact bytes, so the devices of one process that receive the same package
+# parse it once. Every ``decode`` still checks length, checksum and signature of the bytes it was
+# given; a cache hit needs equal bytes (dict lookup compares them), so it is what parsing would give.
+_PARSED: OrderedDict[bytes, tuple[PackageHeader, tuple[TensorBlobs, ...], list[Payload]]] = OrderedDict()
+_PARSED_KEPT = 4
 
 _PARSE_ERRORS = (ValueError, IndexError, OverflowError, KeyError, TypeError, RuntimeError, struct.error, MemoryError)
 
@@ -121,6 +128,24 @@ class UpdatePackage:
                                           f"the configured key is {auth.SIGNATURE_NAMES[key.algorithm]}")
             if not key.verify(data[: end + CHECKSUM_BYTES], data[end + CHECKSUM_BYTES :]):
                 raise AuthenticationError("signature does not verify: the package is forged or signed with another key")
+        parsed = _PARSED.get(data)
+        if parsed is not None:  # the same bytes, already checked above, parsed before
+            _PARSED.move_to_end(data)
+            pkg = cls.__new__(cls)
+            pkg.header, pkg.blobs, pkg._payloads = parsed
+            pkg.quantisation = {}
+        else:
+            pkg = cls._parse(data, version, end)
+            _PARSED[data] = (pkg.header, pkg.blobs, pkg._payloads)
+            if len(_PARSED) > _PARSED_KEPT:
+                _PARSED.popitem(last=False)
+        pkg.signature_algorithm = auth.SIGNATURE_NAMES[alg]
+        pkg._signature_bytes = sig_size
+        return pkg
+
+    @classmethod
+    def _parse(cls, data: bytes, version: int, end: int) -> "UpdatePackage":
+        """Header and body of framing-checked ``data`` (body ends at ``end``), every tensor decoded."""
         try:
             r = Reader(data[:end], "package")
             r.pos = PREAMBLE.size
@@ -132,14 +157,11 @@ class UpdatePackage:
                                          tuple(r.raw(f.nbytes) for f in t.factors)))
             if not r.done():
                 raise FormatError(f"body has {end - r.pos} bytes not described by the tensor table")
-            pkg = cls(header, blobs)
+            return cls(header, blobs)
         except PackageError:
             raise
         except _PARSE_ERRORS as exc:
             raise FormatError(f"malformed package: {type(exc).__name__}: {exc}") from exc
-        pkg.signature_algorithm = auth.SIGNATURE_NAMES[alg]
-        pkg._signature_bytes = sig_size
-        return pkg
 
     # --- applying -------------------------------------------------------------------------------
     def _check_base(self, state: Mapping[str, torch.Tensor]) -> None:

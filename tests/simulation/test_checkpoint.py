@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
 import random
 
+import pandas as pd
 import pytest
 import torch
 
@@ -30,14 +32,15 @@ def test_a_checkpoint_restores_the_strategy_and_binds_the_runs_own_objects(tmp_p
     old.pool = old.runtime.train_subset(range(40))
     torch.manual_seed(3)
     random.seed(4)
-    size = Checkpoints(tmp_path).save(1, old, [{"round": 1, "accuracy": 0.5}], wall_time_s=12.5)
+    size = Checkpoints(tmp_path).save(1, old, [pd.DataFrame([{"round": 1, "accuracy": 0.5}])], wall_time_s=12.5)
     expected = (torch.rand(3), random.random())
 
     fresh = _strategy("strategy.name='dpu'", "strategy.params={k=0.1}")
     restored = Checkpoints(tmp_path).load(fresh)
 
     s = restored.strategy
-    assert (restored.round, restored.rows, restored.wall_time_s) == (1, [{"round": 1, "accuracy": 0.5}], 12.5)
+    assert (restored.round, restored.wall_time_s) == (1, 12.5)
+    assert [c.to_dict("records") for c in restored.chunks] == [[{"round": 1, "accuracy": 0.5}]]
     assert s.runtime is fresh.runtime and s.fleet is fresh.fleet and s.collector is fresh.collector
     assert s.validation is fresh.validation  # shared with the run, not copied into the checkpoint
     assert (s.views[2].version, s.views[2].hash, s.views[2].maybe) == (1, "h1", ("h0",))
@@ -78,3 +81,28 @@ def test_only_the_latest_complete_round_is_kept(tmp_path):
     assert [p.name for p in (tmp_path / "checkpoint" / "server").iterdir()] == ["round-3.pkl"]
     assert Checkpoints(tmp_path).latest_round() == 3
 
+
+
+def test_each_rounds_metrics_rows_are_written_once_and_read_back_in_order(tmp_path):
+    strategy = _strategy()
+    collector = MetricsCollector()
+    ckpt = Checkpoints(tmp_path)
+    for round_ in (1, 2):
+        for dev in range(3):
+            collector.add_row(**_row(round_, dev))
+        collector.round_summary(round_)
+        ckpt.save(round_, strategy, collector.chunks, float(round_))
+    with open(tmp_path / "checkpoint" / "rows" / "round-2.pkl", "rb") as fh:
+        assert pickle.load(fh)["round"].tolist() == [2, 2, 2]  # round 2's file holds round 2's rows only
+    resumed = MetricsCollector()
+    resumed.chunks = Checkpoints(tmp_path).load(_strategy()).chunks
+    pd.testing.assert_frame_equal(resumed.frame(), collector.frame())
+
+    (tmp_path / "checkpoint" / "rows" / "round-1.pkl").unlink()
+    with pytest.raises(CheckpointError, match="cannot read .*round-1.pkl"):
+        Checkpoints(tmp_path).load(_strategy())
+
+
+def _row(round_: int, device_id: int) -> dict:
+    return {"round": round_, "device_id": device_id, "strategy": "full", "accuracy": 0.5, "loss": 1.0,
+            "bytes_down": 10, "bytes_up": 0, "model_version": round_, "num_examples": 5, "status": "applied"}

@@ -194,3 +194,19 @@ def test_shape_mismatch_in_unbound_package_is_a_base_mismatch() -> None:
     del device["fc.weight"]
     with pytest.raises(BaseMismatchError, match="does not have"):
         unbound.apply(device)
+
+
+def test_devices_decoding_the_same_bytes_each_still_check_checksum_and_signature() -> None:
+    # A process parses a package once for all its devices that receive the same bytes; every
+    # decode still checks its own copy's checksum and signature first.
+    base, target, pkg = _pkg()
+    key = HmacKey(b"fleet-secret")
+    signed = pkg.encode(key)
+    first, second = UpdatePackage.decode(signed, key=key), UpdatePackage.decode(bytes(bytearray(signed)), key=key)
+    assert first is not second and state_hash(second.apply(base)) == state_hash(target)
+    with pytest.raises(AuthenticationError, match="does not verify"):
+        UpdatePackage.decode(signed, key=HmacKey(b"other-secret"))
+    flipped = bytearray(signed)
+    flipped[len(flipped) // 2] ^= 1
+    with pytest.raises(IntegrityError):
+        UpdatePackage.decode(bytes(flipped), key=key)
