@@ -7,8 +7,9 @@
 Each row runs ``configs/scale-mnist.toml`` (DPU k = 0.05, MLP 784-200-200-10 on MNIST, D¹ = 2,000,
 δD = 1,000 uploaded by the devices, 50 test images per device) at one fleet size, as a subprocess:
 wall seconds including start-up, seconds per device-round, and the peak resident memory of the
-run's whole process tree (the CLI, Ray's raylet and GCS, the node workers), sampled every 0.2 s,
-summed as RSS (shared library pages counted once per process) and as PSS (counted once).
+run's whole process tree (the CLI, Ray's raylet and GCS, the node workers), sampled every 0.2 s
+(PSS every 1 s), summed as RSS (shared library pages counted once per process) and as PSS
+(counted once).
 Next to it, Flower's no-op floor: a ServerApp that sends one TRAIN and one EVALUATE message per
 node per round to a ClientApp that only replies, on the same simulation engine and settings, with
 as many nodes as the run used (``--floor nodes``, default) or one node per device (``--floor
@@ -47,17 +48,25 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, f
 
     def sample() -> None:
         nonlocal peak, peak_pss
+        tick = 0
         while not done.is_set():
+            with_pss = tick % 5 == 0  # PSS reads /proc/<pid>/smaps_rollup: once a second is enough
+            tick += 1
             try:
                 procs = [root, *root.children(recursive=True)]
                 rss = pss = 0
                 for p in procs:
                     try:
-                        info = p.memory_full_info()
-                        rss, pss = rss + info.rss, pss + getattr(info, "pss", info.rss)
+                        if with_pss:
+                            info = p.memory_full_info()
+                            rss, pss = rss + info.rss, pss + getattr(info, "pss", info.rss)
+                        else:
+                            rss += p.memory_info().rss
                     except psutil.Error:
                         pass
-                peak, peak_pss = max(peak, rss / 1e6), max(peak_pss, pss / 1e6)
+                peak = max(peak, rss / 1e6)
+                if with_pss:
+                    peak_pss = max(peak_pss, pss / 1e6)
             except psutil.Error:
                 pass
             done.wait(0.2)

@@ -24,9 +24,12 @@ def partition_indices(
     alpha: float = 0.5,
     shards_per_part: int = 2,
 ) -> list[np.ndarray]:
-    """Partition the indices of ``labels`` into ``num_parts`` non-empty disjoint parts.
+    """Partition the indices of ``labels`` into ``num_parts`` disjoint parts (non-empty, but for IID
+    with more parts than samples).
 
-    * ``iid``: a random permutation cut into near-equal parts (sizes differ by at most 1).
+    * ``iid``: a random permutation cut into near-equal parts (sizes differ by at most 1). With more
+      parts than samples (a fleet larger than the data), a seeded choice of parts holds one sample
+      each and the others hold none.
     * ``dirichlet``: for every class, proportions p ~ Dir(α·1) over the parts and the class's samples
       are dealt out in those proportions (Hsu et al. 2019). Small α → few classes per part; large α →
       close to IID. Parts left empty are topped up with one sample from the largest part.
@@ -35,13 +38,13 @@ def partition_indices(
       (shard counts per class in proportion to class size), so a part holds at most ``shards_per_part``
       labels whenever there are at least as many shards as classes.
 
-    Raises ``ValueError`` for impossible requests (more parts or shards than samples, α ≤ 0, ...).
+    Raises ``ValueError`` for impossible requests (non-IID with more parts or shards than samples, α ≤ 0, ...).
     """
     y = _check_labels(labels)
     if not _is_positive_int(num_parts):
         raise ValueError(f"num_parts must be a positive integer, got {num_parts!r}")
     num_parts = int(num_parts)
-    if num_parts > y.size:
+    if num_parts > y.size and method != "iid":
         raise ValueError(f"num_parts={num_parts} is more than the {y.size} samples to partition")
     if method == "iid":
         parts = _iid(y.size, num_parts, seed)
@@ -81,7 +84,11 @@ def _check_labels(labels: np.ndarray) -> np.ndarray:
 
 def _iid(n: int, num_parts: int, seed: int) -> list[np.ndarray]:
     perm = numpy_rng(seed, "partition", "iid").permutation(n)
-    return list(np.array_split(perm, num_parts))
+    parts = list(np.array_split(perm, num_parts))
+    if num_parts > n:  # which parts get the samples is random too, not the first n
+        order = numpy_rng(seed, "partition", "iid-holders").permutation(num_parts)
+        parts = [parts[i] for i in order]
+    return parts
 
 
 def _dirichlet(y: np.ndarray, num_parts: int, alpha: float, seed: int) -> list[np.ndarray]:

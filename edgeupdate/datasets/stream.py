@@ -103,7 +103,7 @@ def make_layout(train_labels: np.ndarray, test_size: int, *, num_devices: int, r
                 alpha: float = 0.5, shards_per_part: int = 2,
                 validation_fraction: float = 0.3, test_samples: int = 0) -> DataLayout:
     """Build the deterministic data layout for an experiment (``test_samples``: see :class:`DataLayout`)."""
-    if num_devices > len(train_labels):
+    if num_devices > len(train_labels) and partition != "iid":
         raise ValueError(f"num_devices ({num_devices}) exceeds the training set ({len(train_labels)} samples)")
     parts = partition_indices(np.asarray(train_labels), num_devices, partition, seed,
                               alpha=alpha, shards_per_part=shards_per_part)

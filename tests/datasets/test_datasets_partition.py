@@ -120,7 +120,7 @@ def test_shards_with_fewer_shards_than_classes_still_partition_everything() -> N
         ({"num_parts": 0, "method": "iid"}, "num_parts must be a positive integer"),
         ({"num_parts": 3.0, "method": "iid"}, "num_parts must be a positive integer"),
         ({"num_parts": True, "method": "iid"}, "num_parts must be a positive integer"),
-        ({"num_parts": 21, "method": "iid"}, "num_parts=21 is more than the 20 samples"),
+        ({"num_parts": 21, "method": "dirichlet"}, "num_parts=21 is more than the 20 samples"),
         ({"num_parts": 2, "method": "random"}, "unknown partition method 'random'"),
         ({"num_parts": 2, "method": "dirichlet", "alpha": 0.0}, "alpha must be a finite number > 0"),
         ({"num_parts": 2, "method": "dirichlet", "alpha": -1.0}, "alpha must be a finite number > 0"),
@@ -162,11 +162,23 @@ def test_bad_labels_raise_value_error(labels: np.ndarray, message: str) -> None:
 def test_any_feasible_request_gives_a_valid_partition(labels, num_parts, method, seed, alpha, shards_per_part) -> None:
     y = np.asarray(labels, dtype=np.int64)
     needed = num_parts * (shards_per_part if method == "shards" else 1)
-    if needed > y.size:
+    if needed > y.size and method != "iid":  # IID gives some parts nothing instead (test below)
         with pytest.raises(ValueError):
             partition_indices(y, num_parts, method, seed, alpha=alpha, shards_per_part=shards_per_part)
         return
 
     parts = partition_indices(y, num_parts, method, seed, alpha=alpha, shards_per_part=shards_per_part)
+    if needed > y.size:
+        return
 
     _assert_valid(parts, y.size, num_parts)
+
+
+def test_an_iid_fleet_larger_than_the_data_gives_one_sample_to_a_seeded_choice_of_devices():
+    labels = np.arange(20) % 4
+    parts = partition_indices(labels, 50, "iid", seed=3)
+    sizes = [len(p) for p in parts]
+    assert len(parts) == 50 and sorted(sizes) == [0] * 30 + [1] * 20
+    assert sorted(np.concatenate(parts).tolist()) == list(range(20))
+    assert sizes[:20] != [1] * 20  # not simply the first 20 devices
+    assert [p.tolist() for p in parts] == [p.tolist() for p in partition_indices(labels, 50, "iid", seed=3)]
