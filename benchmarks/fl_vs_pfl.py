@@ -222,7 +222,8 @@ def run_worker(cmd: list[str], env: dict[str, str], what: str) -> tuple[float, f
 
 def worker_args(args: argparse.Namespace, root: Path, split: Path) -> list[str]:
     return ["--data-dir", str(root), "--split", str(split), "--rounds", str(args.rounds),
-            "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--hidden", args.hidden, "--seed", str(args.seed)]
+            "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+            "--hidden", args.hidden, "--seed", str(args.seed)]
 
 
 def torch_worker(args: argparse.Namespace) -> int:
