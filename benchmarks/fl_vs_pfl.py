@@ -21,8 +21,9 @@ and hands the pfl and torch sides the devices' training indices and the devices'
 MNIST test set minus the ``dataset.validation_fraction`` = 30 % that edgeupdate's server keeps:
 7 000 images, 70 per device with 100 devices, so the mean of device accuracies is the pool's
 accuracy). Wall time is each subprocess's wall time, start-up, imports and data loading included;
-``--repeats`` runs (sides interleaved) give median and range. Model initialisation and batch
-order differ between sides (each seeded its own way; pfl does not shuffle local batches).
+``--repeats`` runs (sides interleaved) give median and range. All sides start from edgeupdate's
+initial weights (``--own-init``: pfl and torch draw their own, seeded by ``--seed``); only the
+local batch order differs (each side seeds its own shuffle; pfl does not shuffle local batches).
 
     python3 -m venv build/peers/pfl && build/peers/pfl/bin/pip install "pfl[pytorch]==0.6.0" "torch==2.13.0"
     EDGEUPDATE_DATA=path/to/data PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fl_vs_pfl.py \
@@ -50,7 +51,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-from pfl_fedavg import MNIST_FILES, load_mnist, load_split, read_idx  # noqa: E402  (stdlib + numpy only)
+from pfl_fedavg import MNIST_FILES, load_init, load_mnist, load_split, read_idx  # noqa: E402  (stdlib + numpy only)
 
 DEFAULT_PFL = REPO / "build/peers/pfl/bin/python"
 WALL_FACTOR, ACC_PP = 1.2, 0.5
@@ -93,6 +94,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pfl-python", type=Path, default=Path(os.environ.get("PFL_PYTHON", DEFAULT_PFL)),
                    help="python of the pfl virtualenv (default $PFL_PYTHON or build/peers/pfl/bin/python)")
     p.add_argument("--no-torch", action="store_true", help="skip the bare PyTorch reference")
+    p.add_argument("--own-init", dest="same_init", action="store_false",
+                   help="pfl and torch initialise their models themselves (default: edgeupdate's initial weights)")
     p.add_argument("--json", type=Path, default=None, help="also write every measurement here")
     p.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--split", type=Path, default=None, help=argparse.SUPPRESS)
@@ -118,21 +121,34 @@ def check_pfl(python: Path) -> None:
                          'build/peers/pfl/bin/pip install "pfl[pytorch]==0.6.0" "torch==2.13.0" (or pass --pfl-python)')
 
 
-def write_split(args: argparse.Namespace, root: Path, path: Path) -> int:
-    """edgeupdate's layout for this workload as ``train`` (devices × samples) and ``test`` indices; test size."""
+def write_split(args: argparse.Namespace, root: Path, toml: Path, path: Path) -> int:
+    """edgeupdate's layout and initial model for this workload, for the other sides; returns the test size.
+
+    ``train``: devices × samples indices into the training set, ``test``: the devices' test pool,
+    ``init_0``, ``init_1``, …: edgeupdate's version-0 weights in parameter order (W₁, b₁, W₂, …).
+    """
     import numpy as np
 
+    from edgeupdate.configs import load_config
     from edgeupdate.datasets.stream import make_layout
+    from edgeupdate.runtime import config_model
+    from edgeupdate.seeding import derive_seed
 
     labels = read_idx(root / "mnist" / MNIST_FILES[1], 8)
     test_size = len(read_idx(root / "mnist" / MNIST_FILES[3], 8))
-    layout = make_layout(labels, test_size, num_devices=args.devices, rounds=args.rounds,
-                         initial_samples=args.devices * args.samples_per_device, samples_per_round=0,
-                         partition="iid", seed=args.seed, validation_fraction=0.3)
-    train = [layout.collected_indices(d, args.rounds) for d in range(args.devices)]
+    cfg = load_config(toml)
+    layout = make_layout(labels, test_size, num_devices=cfg.num_devices, rounds=cfg.rounds,
+                         initial_samples=cfg.stream.initial_samples, samples_per_round=cfg.stream.samples_per_round,
+                         partition=cfg.partition.method, seed=cfg.seed,
+                         validation_fraction=cfg.dataset.validation_fraction)
+    train = [layout.collected_indices(d, cfg.rounds) for d in range(cfg.num_devices)]
     if len({len(t) for t in train}) != 1:
         raise BenchError(f"{args.devices} devices × {args.samples_per_device} samples do not split evenly")
-    np.savez(path, train=np.stack(train), test=layout.test_pool)
+    init = {}
+    if args.same_init:  # = ExperimentRuntime.initial_state, without loading the dataset
+        model = config_model(cfg, derive_seed(cfg.seed, "init", 0))
+        init = {f"init_{i}": p.detach().numpy() for i, p in enumerate(model.parameters())}
+    np.savez(path, train=np.stack(train), test=layout.test_pool, **init)
     return len(layout.test_pool)
 
 
@@ -250,6 +266,7 @@ def torch_worker(args: argparse.Namespace) -> int:
         return torch.nn.Sequential(*layers, torch.nn.Linear(width, 10))
 
     global_model, local = mlp(), mlp()
+    load_init(global_model, args.split)
     gen = torch.Generator().manual_seed(args.seed)
     rounds: list[dict[str, float]] = []
     last = time.perf_counter()
@@ -291,6 +308,7 @@ def report(sides: list[Side], args: argparse.Namespace, test_images: int) -> str
              f"{args.samples_per_device} images (IID), {args.rounds} rounds, {args.epochs} local epoch(s), "
              f"batch {args.batch_size}, SGD lr {args.lr}; accuracy on the devices' test pool "
              f"({test_images} MNIST test images: the test set minus edgeupdate's 30 % server validation split); "
+             f"{'same initial weights on all sides' if args.same_init else 'each side its own initial weights'}; "
              f"{args.repeats} repeat(s), wall = subprocess wall incl. start-up", "",
              "| side | wall s (median, min–max) | final accuracy | ratio to pfl |", "|---|---|---|---|"]
     for s in sides:
@@ -320,8 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="fl-vs-pfl-") as name:
             tmp = Path(name)
             split, toml = tmp / "split.npz", tmp / "config.toml"
-            test_images = write_split(args, root, split)
             toml.write_text(edgeupdate_config(args))
+            test_images = write_split(args, root, toml, split)
             sides = [Side("edgeupdate"), Side("pfl")] + ([] if args.no_torch else [Side("torch")])
             wargs = worker_args(args, root, split)
             for i in range(args.repeats):

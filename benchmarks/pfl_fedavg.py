@@ -2,8 +2,9 @@
 
 Runs in the pfl virtualenv and never imports edgeupdate. The devices' training indices and the
 test pool come from a split file (``.npz``: ``train`` = devices × samples indices into the MNIST
-training set, ``test`` = indices into the test set) that ``fl_vs_pfl.py`` writes from
-edgeupdate's own data layout, so both simulators train and test on the same images. MNIST is read
+training set, ``test`` = indices into the test set, optionally ``init_<i>`` = the initial weights
+in parameter order) that ``fl_vs_pfl.py`` writes from edgeupdate's own data layout and initial
+model, so both simulators start from the same weights and train and test on the same images. MNIST is read
 from the official IDX ``.gz`` files with gzip + numpy and normalised (x/255 − 0.1307)/0.3081.
 
     build/peers/pfl/bin/python benchmarks/pfl_fedavg.py --data-dir DATA --split SPLIT.npz \
@@ -21,8 +22,12 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 T0 = time.perf_counter()
 MEAN, STD = 0.1307, 0.3081
@@ -49,6 +54,23 @@ def load_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(devices × samples training indices, test-pool indices) written by ``fl_vs_pfl.py``."""
     with np.load(path) as z:
         return z["train"], z["test"]
+
+
+def load_init(model: torch.nn.Module, path: Path) -> bool:
+    """Copy the split file's ``init_<i>`` arrays into ``model.parameters()`` in order; False if it has none."""
+    import torch
+
+    with np.load(path) as z:
+        arrays = [z[f"init_{i}"] for i in range(sum(k.startswith("init_") for k in z.files))]
+    params = list(model.parameters())
+    if not arrays:
+        return False
+    if len(arrays) != len(params) or any(a.shape != tuple(p.shape) for a, p in zip(arrays, params)):
+        raise ValueError(f"{path}: initial weights do not fit the model")
+    with torch.no_grad():
+        for a, p in zip(arrays, params):
+            p.copy_(torch.from_numpy(a))
+    return True
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -120,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                     "accuracy": Weighted(float((logits.argmax(1) == y).sum()), n)}
 
     net = MLP([int(h) for h in args.hidden.split(",") if h])
+    load_init(net, args.split)  # edgeupdate's version-0 weights, when the split file has them
     model = PyTorchModel(model=net, local_optimizer_create=torch.optim.SGD,
                          central_optimizer=torch.optim.SGD(net.parameters(), lr=1.0))  # w ← w + mean Δ
     backend = SimulatedBackend(training_data=train_data, val_data=None, postprocessors=[WeightByDatapoints()])
