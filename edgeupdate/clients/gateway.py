@@ -245,4 +245,3 @@ def make_client_app(runtime_for: RuntimeFactory) -> ClientApp:
         return reply_message(msg, replies)
 
     return app
-

@@ -39,6 +39,11 @@ def _draw(seed: int, *parts: DeviceKey) -> float:
     return derive_seed(seed, *parts) / float(1 << 63)
 
 
+def _happens(prob: float, seed: int, *parts: DeviceKey) -> bool:
+    """Whether the event of probability ``prob`` happens for ``(seed, *parts)`` (no draw when it is 0)."""
+    return prob > 0 and _draw(seed, *parts) < prob
+
+
 def corrupt(payload: bytes, rng: np.random.Generator, num_bytes: int = 1) -> bytes:
     """A copy of ``payload`` with ``num_bytes`` distinct bytes changed (XOR with a non-zero mask).
 
@@ -93,22 +98,22 @@ class FaultConfig:
 
     def drops_out(self, seed: int, round_num: int, device_id: DeviceKey) -> bool:
         """Whether the device drops out (is unreachable) in ``round_num``."""
-        return self.dropout_prob > 0 and _draw(seed, "fault-dropout", round_num, device_id) < self.dropout_prob
+        return _happens(self.dropout_prob, seed, "fault-dropout", round_num, device_id)
 
     def corrupts(self, seed: int, round_num: int, device_id: DeviceKey,
                  transfer: str = "down") -> bool:
         """Whether the ``transfer`` (e.g. ``"down"``, ``"up"``) of this round arrives corrupted."""
-        return self.corruption_prob > 0 and _draw(seed, "fault-corrupt", round_num, device_id, transfer) < self.corruption_prob
+        return _happens(self.corruption_prob, seed, "fault-corrupt", round_num, device_id, transfer)
 
     def crashes(self, seed: int, round_num: int, device_id: DeviceKey) -> bool:
         """Whether the device app crashes part-way through the apply step in ``round_num``."""
-        return self.crash_prob > 0 and _draw(seed, "fault-crash", round_num, device_id) < self.crash_prob
+        return _happens(self.crash_prob, seed, "fault-crash", round_num, device_id)
 
     def loses(self, seed: int, round_num: int, device_id: DeviceKey, phase: str) -> str | None:
         """Whether the device's process dies during ``phase`` (``"train"``/``"push"``) of ``round_num``:
         ``"before"`` (it never touched the task), ``"after"`` (it finished the task, then died before
         answering) or None. The device never answers that phase; the server records it ``lost``."""
-        if self.lost_prob <= 0 or _draw(seed, "fault-lost", round_num, device_id, phase) >= self.lost_prob:
+        if not _happens(self.lost_prob, seed, "fault-lost", round_num, device_id, phase):
             return None
         return "before" if _draw(seed, "fault-lost-point", round_num, device_id, phase) < 0.5 else "after"
 
