@@ -100,12 +100,18 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam or SGD from ``cfg``, with torch's multi-tensor (``foreach``) kernels.
+
+    On CPU torch defaults to a Python loop over the parameters; the ``foreach`` path gives bitwise
+    the same weights (checked for the MLP, tiny-ResNet and VGG-tiny, Adam and SGD with momentum and
+    weight decay) at a fraction of the per-step overhead, which dominates small models' training.
+    """
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                nesterov=cfg.nesterov and cfg.momentum > 0,
-                               weight_decay=cfg.weight_decay)
+                               weight_decay=cfg.weight_decay, foreach=True)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adam | sgd)")
 
 
