@@ -274,8 +274,9 @@ def _wall_time(run_dir: Path) -> float:
 
 
 def _write_markdown(table: pd.DataFrame, cfg: ExperimentConfig, seeds: int, path: Path) -> None:
+    spread = ["accuracy_std", "lift_std"] if "lift_std" in table else []  # over seeds (sample std)
     shown = table[["strategy", "params", "update_params", "update_pct", "bytes_down", "bytes_pct",
-                   "initial_accuracy", "accuracy", "lift", "applied_devices", "devices"]].copy()
+                   "initial_accuracy", "accuracy", "lift", *spread, "applied_devices", "devices"]].copy()
     checks = verdict(table)
     text = (f"Config `{cfg.name}`; {seeds} seed(s) from {cfg.seed}; update = round {cfg.rounds} vs round "
             f"{cfg.rounds - 1}; dense fp32 model = {int(table['dense_model_bytes'].iloc[0])} B.\n\n"

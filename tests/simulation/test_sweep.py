@@ -7,7 +7,8 @@ import pytest
 
 from edgeupdate.cli import main
 from edgeupdate.configs import ConfigError, load_config
-from edgeupdate.simulation.sweep import GridError, SweepError, parse_grid, point_row, sweep, sweep_points, verdict
+from edgeupdate.simulation.sweep import (GridError, SweepError, _write_markdown, parse_grid, point_row, sweep,
+                                         sweep_points, table_of, verdict)
 
 from tests.conftest import REPO, TINY
 
@@ -112,6 +113,24 @@ def test_point_row_measures_the_last_round_against_the_round_before(tiny_config)
     assert (row["applied_devices"], row["devices"]) == (1, 2)
     assert row["reject_reason"].startswith("result hash")
     assert row["params"] == "n=1" and row["server_time_s"] == 4.0
+
+
+def test_seeds_give_the_table_their_spread(tiny_config, tmp_path):
+    point = sweep_points(tiny_config(), ["ka"], parse_grid(["ka.n=1"]))[0]
+    seeds = [_metrics([0.80, 0.85], [4000, 300]), _metrics([0.80, 0.83], [4000, 300]),
+             _metrics([0.70, 0.78], [4000, 300])]  # lifts +5, +3, +8 pp
+
+    row = point_row(point, seeds, dense_model_bytes=4000)
+    row["wall_time_s"] = 60.0  # sweep() adds it from the runs' summaries
+
+    assert row["seeds"] == 3 and row["lift"] == pytest.approx((0.05 + 0.03 + 0.08) / 3)
+    assert row["lift_std"] == pytest.approx(pd.Series([0.05, 0.03, 0.08]).std())  # sample std (n − 1)
+    assert row["accuracy_std"] == pytest.approx(pd.Series([0.855, 0.835, 0.785]).std())
+    path = tmp_path / "sweep.md"
+    _write_markdown(table_of([row]), tiny_config(), 3, path)
+    head, _, first = path.read_text().splitlines()[2:5]
+    assert "| lift | accuracy_std | lift_std |" in head
+    assert f"| {row['lift_std']:.4g} |" in first
 
 
 def _table(rows):
