@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from edgeupdate.lru import LRU
 from edgeupdate.updates import StateDict, state_hash
 
 
@@ -30,9 +30,8 @@ class ModelStore:
 
     def __init__(self, root: Path, known: dict[str, StateDict] | None = None, capacity: int = 8) -> None:
         self.root = Path(root)
-        self.capacity = capacity
         self._known = dict(known or {})  # regenerable states (factory image, empty student)
-        self._cache: OrderedDict[str, StateDict] = OrderedDict()
+        self._cache: LRU[str, StateDict] = LRU(capacity)
 
     def path(self, digest: str) -> Path:
         return self.root / f"{digest}.pt"
@@ -60,9 +59,9 @@ class ModelStore:
         """The state of hash ``digest`` (read-only by convention: callers copy before changing it)."""
         if digest in self._known:
             return self._known[digest]
-        if digest in self._cache:
-            self._cache.move_to_end(digest)
-            return self._cache[digest]
+        cached = self._cache.get(digest)
+        if cached is not None:
+            return cached
         try:
             weights = torch.load(self.path(digest), weights_only=True)
         except FileNotFoundError:
@@ -75,10 +74,7 @@ class ModelStore:
     def _remember(self, digest: str, weights: StateDict) -> None:
         if digest in self._known:
             return
-        self._cache[digest] = weights
-        self._cache.move_to_end(digest)
-        while len(self._cache) > self.capacity:
-            self._cache.popitem(last=False)
+        self._cache.put(digest, weights)
 
 
 class ApplyCache:
@@ -89,16 +85,8 @@ class ApplyCache:
     """
 
     def __init__(self, capacity: int = 64) -> None:
-        self.capacity = capacity
-        self._results: OrderedDict[tuple[str, str], tuple[str, str]] = OrderedDict()
+        self._results: LRU[tuple[str, str], tuple[str, str]] = LRU(capacity)
 
     def get_or_apply(self, key: tuple[str, str], apply: Callable[[], tuple[str, str]]) -> tuple[str, str]:
         """``(result hash, error)`` of ``apply()`` for ``key``; computed on the first call only."""
-        if key in self._results:
-            self._results.move_to_end(key)
-            return self._results[key]
-        result = apply()
-        self._results[key] = result
-        while len(self._results) > self.capacity:
-            self._results.popitem(last=False)
-        return result
+        return self._results.get_or_compute(key, apply)

@@ -10,13 +10,13 @@ devices are grouped into nodes.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from edgeupdate.lru import LRU
 from edgeupdate.runtime import ExperimentRuntime
 from edgeupdate.updates import StateDict
 
@@ -26,17 +26,16 @@ class PoolEvaluator:
 
     def __init__(self, runtime: ExperimentRuntime, capacity: int = 8, batch_size: int = 1024) -> None:
         self.runtime = runtime
-        self.capacity = capacity
         self.batch_size = batch_size
-        self._results: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._results: LRU[str, tuple[np.ndarray, np.ndarray]] = LRU(capacity)
         self._positions: dict[int, np.ndarray] = {}  # per device: drawn once per process, not every round
 
     @torch.no_grad()
     def per_image(self, digest: str, weights: StateDict) -> tuple[np.ndarray, np.ndarray]:
         """``(loss, correct)`` of the model ``weights`` (hash ``digest``) on every pool image."""
-        if digest in self._results:
-            self._results.move_to_end(digest)
-            return self._results[digest]
+        known = self._results.get(digest)
+        if known is not None:
+            return known
         pool = self.runtime.test_pool
         model = self.runtime.model_for(weights)
         model.eval()
@@ -46,11 +45,7 @@ class PoolEvaluator:
             y = pool.y[start:start + self.batch_size]
             losses.append(F.cross_entropy(logits, y, reduction="none").double().numpy())
             correct.append((logits.argmax(1) == y).numpy())
-        result = (np.concatenate(losses), np.concatenate(correct))
-        self._results[digest] = result
-        while len(self._results) > self.capacity:
-            self._results.popitem(last=False)
-        return result
+        return self._results.put(digest, (np.concatenate(losses), np.concatenate(correct)))
 
     def positions(self, device_id: int) -> np.ndarray:
         """Where the device's test images sit in the pool."""

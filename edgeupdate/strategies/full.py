@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import torch
 
+from edgeupdate.lru import LRU
 from edgeupdate.runtime import ExperimentRuntime
 from edgeupdate.seeding import derive_seed
 from edgeupdate.strategies.registry import register
@@ -24,8 +24,8 @@ class FullParams:
     init: str = field(default="same-seed", metadata={"choices": ("same-seed", "warm")})
 
 
-_TRAINED: OrderedDict[str, StateDict] = OrderedDict()  # fingerprint → result, a few most recent
-_TRAINED_KEPT = 8  # a sweep runs each point for every seed in turn: keep one θ¹ per seed (3 seeds) and then some
+# fingerprint → result; a sweep runs each point for every seed in turn: keep one θ¹ per seed (3 seeds) and then some
+_TRAINED: LRU[str, StateDict] = LRU(8)
 
 
 def _fingerprint(runtime: ExperimentRuntime, round_: int, data: TensorData, start: StateDict | None,
@@ -50,18 +50,16 @@ def retrain_dense(runtime: ExperimentRuntime, round_: int, data: TensorData, sta
     ``sweep`` or ``compare`` (same process, same config apart from the strategy) train θ¹ once.
     """
     key = _fingerprint(runtime, round_, data, start, validation)
-    if key in _TRAINED:
-        _TRAINED.move_to_end(key)
-        return {k: v.clone() for k, v in _TRAINED[key].items()}
+    known = _TRAINED.get(key)
+    if known is not None:
+        return {k: v.clone() for k, v in known.items()}
     model = runtime.new_model(0)
     if start is not None:
         model.load_state_dict(start)
     train(model, data, runtime.cfg.training, seed=derive_seed(runtime.cfg.seed, "retrain", round_),
           validation=validation if validation is not None and len(validation) else None)
     result = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    _TRAINED[key] = {k: v.clone() for k, v in result.items()}
-    while len(_TRAINED) > _TRAINED_KEPT:
-        _TRAINED.popitem(last=False)
+    _TRAINED.put(key, {k: v.clone() for k, v in result.items()})
     return result
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import copy
 import struct
 import zlib
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 import torch
 
+from edgeupdate.lru import LRU
 from edgeupdate.updates import auth
 from edgeupdate.updates.body import Payload, TensorBlobs, decode_payload, int8_symbols
 from edgeupdate.updates.entropy import empirical_entropy_bits
@@ -51,8 +51,7 @@ __all__ = ["FORMAT_VERSION", "FactorInfo", "PackageHeader", "TensorBlobs", "Tens
 # Parsed packages by their exact bytes, so the devices of one process that receive the same package
 # parse it once. Every ``decode`` still checks length, checksum and signature of the bytes it was
 # given; a cache hit needs equal bytes (dict lookup compares them), so it is what parsing would give.
-_PARSED: OrderedDict[bytes, tuple[PackageHeader, tuple[TensorBlobs, ...], list[Payload]]] = OrderedDict()
-_PARSED_KEPT = 4
+_PARSED: LRU[bytes, tuple[PackageHeader, tuple[TensorBlobs, ...], list[Payload]]] = LRU(4)
 
 _PARSE_ERRORS = (ValueError, IndexError, OverflowError, KeyError, TypeError, RuntimeError, struct.error, MemoryError)
 
@@ -130,15 +129,12 @@ class UpdatePackage:
                 raise AuthenticationError("signature does not verify: the package is forged or signed with another key")
         parsed = _PARSED.get(data)
         if parsed is not None:  # the same bytes, already checked above, parsed before
-            _PARSED.move_to_end(data)
             pkg = cls.__new__(cls)
             pkg.header, pkg.blobs, pkg._payloads = parsed
             pkg.quantisation = {}
         else:
             pkg = cls._parse(data, version, end)
-            _PARSED[data] = (pkg.header, pkg.blobs, pkg._payloads)
-            if len(_PARSED) > _PARSED_KEPT:
-                _PARSED.popitem(last=False)
+            _PARSED.put(data, (pkg.header, pkg.blobs, pkg._payloads))
         pkg.signature_algorithm = auth.SIGNATURE_NAMES[alg]
         pkg._signature_bytes = sig_size
         return pkg

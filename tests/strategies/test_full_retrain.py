@@ -14,7 +14,7 @@ def test_same_inputs_train_once_and_give_identical_weights(tiny_config, monkeypa
     calls = []
     real_train = full.train
     monkeypatch.setattr(full, "train", lambda *a, **k: calls.append(1) or real_train(*a, **k))
-    monkeypatch.setattr(full, "_TRAINED", full.OrderedDict())
+    monkeypatch.setattr(full, "_TRAINED", full.LRU(8))
     d1 = runtime.train_subset(np.arange(60))
 
     first = full.retrain_dense(runtime, 1, d1, None, runtime.validation())
@@ -25,5 +25,5 @@ def test_same_inputs_train_once_and_give_identical_weights(tiny_config, monkeypa
     assert len(calls) == 2  # the second call reused the first; new data trained again
     assert state_hash(second) != state_hash(runtime.initial_state)
     assert state_hash(second) != state_hash(other)
-    monkeypatch.setattr(full, "_TRAINED", full.OrderedDict())
+    monkeypatch.setattr(full, "_TRAINED", full.LRU(8))
     assert state_hash(full.retrain_dense(runtime, 1, d1, None, runtime.validation())) == state_hash(second)
