@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from edgeupdate.fleet.simulated import SimulatedFleet
 
 DENSE_APPLY_FACTOR = 3  # a dense update needs the old model, the package and a staged copy
+EMPTY_STATE_HASH = state_hash({})  # what a student device holds before its first student model
 
 
 def config_model(cfg: ExperimentConfig, seed: int) -> nn.Module:
@@ -132,9 +133,14 @@ class ExperimentRuntime:
         memory = self.fleet.memory_bytes(device_id)
         return memory if memory < DENSE_APPLY_FACTOR * self.model_bytes else None
 
-    def factory_state(self, device_id: int) -> StateDict:
-        """What the device ships with: version 0 of the model, or nothing on a student device."""
-        return {} if self.student_memory(device_id) is not None else self.initial_state
+    def factory_hash(self, device_id: int) -> str:
+        """Hash of what the device ships with: version 0 of the model, or nothing on a student device."""
+        return EMPTY_STATE_HASH if self.student_memory(device_id) is not None else self.initial_hash
+
+    @functools.cached_property
+    def factory_states(self) -> dict[str, StateDict]:
+        """Every state a device can ship with, by hash (regenerable from the config, never stored)."""
+        return {self.initial_hash: self.initial_state, EMPTY_STATE_HASH: {}}
 
     def model_for(self, weights: StateDict) -> nn.Module:
         """A model of the configured architecture (the full one or a student) holding ``weights``."""

@@ -32,12 +32,9 @@ from edgeupdate.datasets.codec import encode_samples
 from edgeupdate.runtime import ExperimentRuntime
 from edgeupdate.training import TensorData
 from edgeupdate.store import ApplyCache, ModelStore, StoreError
-from edgeupdate.updates import PackageError, StateDict, UpdatePackage, state_hash
+from edgeupdate.updates import PackageError, StateDict, UpdatePackage
 from edgeupdate.updates.cost import ApplyCost, apply_cost, state_bytes
 from edgeupdate.updates.verify import check_version
-
-
-_EMPTY_HASH = state_hash({})
 
 
 class DeviceCrash(Exception):
@@ -69,8 +66,7 @@ class DeviceServices:
 
     def factory_record(self, device_id: int) -> DeviceRecord:
         """A device as shipped: version 0 regenerated from the seed (nothing on a student device)."""
-        student = self.runtime.student_memory(device_id) is not None
-        return DeviceRecord(device_id, 0, _EMPTY_HASH if student else self.runtime.initial_hash)
+        return DeviceRecord(device_id, 0, self.runtime.factory_hash(device_id))
 
     def weights(self, record: DeviceRecord) -> StateDict:
         """The weights ``record`` names (shared: copy before changing them)."""

@@ -50,7 +50,6 @@ from edgeupdate.clients.host import with_host
 from edgeupdate.messages import DeviceReply, DeviceTask, read_tasks, reply_message
 from edgeupdate.runtime import ExperimentRuntime
 from edgeupdate.store import ModelStore
-from edgeupdate.updates import state_hash
 
 RuntimeFactory = Callable[[Context], ExperimentRuntime]
 
@@ -64,9 +63,9 @@ def services_for(runtime: ExperimentRuntime, store_dir: str) -> tuple[DeviceServ
     key = (id(runtime), store_dir)
     if key not in _SERVICES:
         root = Path(store_dir) if store_dir else Path(tempfile.mkdtemp(prefix="edgeupdate-store-"))
-        known = {runtime.initial_hash: runtime.initial_state, state_hash({}): {}}  # regenerable: no file
         _SERVICES.clear()  # one run at a time per process
-        _SERVICES[key] = (DeviceServices.create(runtime, ModelStore(root, known)), PoolEvaluator(runtime))
+        store = ModelStore(root, runtime.factory_states)  # regenerable states: no file
+        _SERVICES[key] = (DeviceServices.create(runtime, store), PoolEvaluator(runtime))
     return _SERVICES[key]
 
 
