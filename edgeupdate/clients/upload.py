@@ -133,12 +133,13 @@ def encode_sketched(spec: UploadSpec, base: StateDict, trained: StateDict, versi
     """
     if spec.kind not in ("dense", "topk"):
         raise UploadError(f"encode_sketched handles dense and topk uploads, not {spec.kind!r}")
-    floats = {k for k, v in base.items() if v.is_floating_point()}
-    intended = {k: (trained[k].double() - base[k].double() + residual[k].double()) for k in floats}
-    if spec.kind == "dense" and spec.precision == "fp32":
+    if spec.kind == "dense" and spec.precision == "fp32":  # lossless: the residual has nothing to carry
         package = dense_package(trained, method="fl-dense", target_version=version, base=base,
                                 base_version=version)
-    elif spec.kind == "dense":
+        return SketchedUpload(package, residual)
+    floats = {k for k, v in base.items() if v.is_floating_point()}
+    intended = {k: (trained[k].double() - base[k].double() + residual[k].double()) for k in floats}
+    if spec.kind == "dense":
         target = {k: (base[k].double() + intended[k]).to(base[k].dtype) if k in floats else trained[k]
                   for k in base}
         package = seeded_package(base, generator="mask", seed=0, params={"p": 1.0}, values=target, dense={},
