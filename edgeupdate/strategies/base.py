@@ -257,7 +257,7 @@ class EdgeStrategy(Strategy):
         if target is not None:
             base = self.latest
             self.release = self.release_package(server_round, base, target)
-            weights = self.release.apply(base.weights)  # exactly what a device will hold
+            weights = self.release.apply(base.weights, state_hash_known=base.hash)  # what a device will hold
             self.store.release(server_round, ModelVersion(server_round, weights, self.release.header.target_hash))
             self.log.pushed = True
             self.on_release(server_round)

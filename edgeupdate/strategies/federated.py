@@ -115,7 +115,7 @@ class FederatedStrategy(EdgeStrategy):
 
     def as_flower_reply(self, report: P.DeviceReport) -> Message:
         """A device's upload as the TRAIN reply a Flower strategy aggregates."""
-        weights = UpdatePackage.decode(report.payload).apply(self.latest.weights)
+        weights = UpdatePackage.decode(report.payload).apply(self.latest.weights, state_hash_known=self.latest.hash)
         metrics = MetricRecord({"num-examples": int(report.metrics["num-examples"]),
                                 "train_loss": float(report.metrics.get("train_loss", 0.0)),
                                 "loss_before": float(report.metrics.get("loss_before", 0.0))})

@@ -159,7 +159,7 @@ class PushPlan:
             return enc, outcome
         candidate, planned = tried[best]
         package = UpdatePackage.decode(candidate.payload, self.key)
-        weights = package.apply(base.weights)
+        weights = package.apply(base.weights, state_hash_known=base.hash)
         state = ModelVersion(target.number, weights, package.header.target_hash, kind="budget", parent=base.hash)
         self.store.issue(self.round, state, view.line)
         return candidate, planned

@@ -160,11 +160,11 @@ class UpdatePackage:
             raise FormatError(f"malformed package: {type(exc).__name__}: {exc}") from exc
 
     # --- applying -------------------------------------------------------------------------------
-    def _check_base(self, state: Mapping[str, torch.Tensor]) -> None:
+    def _check_base(self, state: Mapping[str, torch.Tensor], known_hash: str | None = None) -> None:
         h = self.header
         if h.base_hash is None:
             return
-        actual = state_hash(state)
+        actual = known_hash if known_hash is not None else state_hash(state)
         if actual != h.base_hash:
             raise BaseMismatchError(
                 f"package was built for base version {h.base_version} (hash {h.base_hash[:16]}), "
@@ -216,9 +216,14 @@ class UpdatePackage:
             flat[idx] = flat[idx] + payload.values.to(dtype)
         return flat.reshape(info.shape)
 
-    def apply(self, state: Mapping[str, torch.Tensor]) -> StateDict:
-        """The new state (CPU tensors): base hash checked first, input left untouched, result hash checked last."""
-        self._check_base(state)
+    def apply(self, state: Mapping[str, torch.Tensor], *, state_hash_known: str | None = None) -> StateDict:
+        """The new state (CPU tensors): base hash checked first, input left untouched, result hash checked last.
+
+        ``state_hash_known``: ``state``'s hash, from a caller that keeps it anyway (the server, for its
+        own released versions), checked against the package's base hash instead of hashing ``state``
+        again. A device never passes it: it hashes what it holds.
+        """
+        self._check_base(state, state_hash_known)
         out = self._build(state)
         actual = state_hash(out)
         if actual != self.header.target_hash:

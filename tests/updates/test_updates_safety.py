@@ -47,6 +47,16 @@ def test_wrong_base_version_is_rejected_with_a_message_naming_it() -> None:
     assert "\n" not in msg
 
 
+def test_a_known_base_hash_is_checked_instead_of_rehashing() -> None:
+    base, target, pkg = _pkg()
+    decoded = UpdatePackage.decode(pkg.encode())
+    out = decoded.apply(base, state_hash_known=state_hash(base))
+    assert state_hash(out) == pkg.header.target_hash == state_hash(decoded.apply(base))
+    other = perturbed(base, 0.01, seed=99)
+    with pytest.raises(BaseMismatchError, match="base version 7"):  # the caller's hash names another state
+        decoded.apply(base, state_hash_known=state_hash(other))
+
+
 def test_already_updated_device_is_rejected() -> None:
     base, target, pkg = _pkg()
     with pytest.raises(BaseMismatchError):
