@@ -170,7 +170,8 @@ def point_row(point: SweepPoint, runs: Sequence[pd.DataFrame], dense_model_bytes
     row["reject_reason"] = next((r for r in seeds["reject_reason"] if r), "")
     if len(runs) > 1:
         lifts = seeds["accuracy"] - seeds["initial_accuracy"]
-        row.update(accuracy_std=float(seeds["accuracy"].std()), lift_std=float(lifts.std()))
+        row.update(accuracy_std=float(seeds["accuracy"].std()), lift_std=float(lifts.std()),
+                   seed_lifts=" ".join(f"{v:.6f}" for v in lifts))  # in seed order, for paired comparisons
     row.update(dense_model_bytes=dense_model_bytes, seeds=len(runs), label=point.label)
     return row
 
@@ -212,8 +213,17 @@ def verdict(table: pd.DataFrame, method: str = "ka", rivals: Sequence[str] = ("r
         lines.append(f"{method} {best['params']} ({best['update_params']:.0f} params, {best['update_pct']:.2f} %) "
                      f"lift {100 * best['lift']:+.2f} pp {'>=' if ok else '<'} {rival} {other['params']} "
                      f"({other['update_params']:.0f} params, {other['update_pct']:.2f} %) "
-                     f"lift {100 * other['lift']:+.2f} pp: {'holds' if ok else 'FAILS'}")
+                     f"lift {100 * other['lift']:+.2f} pp: {'holds' if ok else 'FAILS'}{_paired(best, other)}")
     return lines
+
+
+def _paired(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
+    """``a``'s lift minus ``b``'s, seed by seed (the same θ¹ on both sides), when both ran several seeds."""
+    la, lb = (str(p.get("seed_lifts", "") or "").split() for p in (a, b))
+    if len(la) < 2 or len(la) != len(lb):
+        return ""
+    diffs = [100 * (float(x) - float(y)) for x, y in zip(la, lb)]
+    return f" (per seed {' / '.join(f'{d:+.2f}' for d in diffs)} pp)"
 
 
 class SweepError(RuntimeError):

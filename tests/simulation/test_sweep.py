@@ -126,6 +126,7 @@ def test_seeds_give_the_table_their_spread(tiny_config, tmp_path):
     assert row["seeds"] == 3 and row["lift"] == pytest.approx((0.05 + 0.03 + 0.08) / 3)
     assert row["lift_std"] == pytest.approx(pd.Series([0.05, 0.03, 0.08]).std())  # sample std (n − 1)
     assert row["accuracy_std"] == pytest.approx(pd.Series([0.855, 0.835, 0.785]).std())
+    assert [float(v) for v in row["seed_lifts"].split()] == pytest.approx([0.05, 0.03, 0.08])
     path = tmp_path / "sweep.md"
     _write_markdown(table_of([row]), tiny_config(), 3, path)
     head, _, first = path.read_text().splitlines()[2:5]
@@ -147,6 +148,15 @@ def test_verdict_compares_ka_at_small_size_with_rivals_at_equal_or_larger_size()
     assert lines[0].startswith("ka n=0 (9 params, 0.90 %) lift +2.00 pp >= rm p=b") and lines[0].endswith("holds")
     assert lines[1].startswith("ka n=0") and "lru r=1" in lines[1] and lines[1].endswith("FAILS")
     assert verdict(table[table["strategy"] != "ka"]) == []
+
+
+def test_verdict_pairs_the_seeds_when_both_sides_ran_the_same_seeds():
+    table = _table([("ka", "n=0", 9.0, 0.02), ("lru", "rank=1", 20.0, 0.021)])
+    table["seed_lifts"] = ["0.010000 0.030000 0.020000", "0.015000 0.025000 0.023000"]
+
+    (line,) = verdict(table, rivals=("lru",))
+
+    assert line.endswith("lift +2.10 pp: FAILS (per seed -0.50 / +0.50 / -0.30 pp)")
 
 
 def test_verdict_gives_each_side_its_best_tuned_point_of_one_size():
