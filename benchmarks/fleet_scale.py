@@ -126,6 +126,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000,10000", help="comma-separated fleet sizes")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--floor", choices=("nodes", "per-device", "none"), default="nodes")
+    parser.add_argument("--server-threads", type=int, default=os.cpu_count() or 1,
+                        help="simulation.server_threads: the server retrains while the node workers wait "
+                             "(default: one per core; node workers keep simulation.torch_threads = 1)")
     parser.add_argument("--noop", nargs=2, type=int, metavar=("NODES", "ROUNDS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.noop:
@@ -142,6 +145,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             wall, peak, pss = measure([sys.executable, "-m", "edgeupdate.cli", "run", str(CONFIG), "--quiet",
                                   "--set", f"num_devices={size}", "--set", f"rounds={args.rounds}",
+                                  "--set", f"simulation.server_threads={args.server_threads}",
                                   "--out", str(Path(tmp) / "run")], env)
             summary = json.loads((Path(tmp) / "run" / "summary.json").read_text())
         floor_nodes = size if args.floor == "per-device" else nodes

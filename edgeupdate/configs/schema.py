@@ -101,6 +101,7 @@ class SimulationConfig:
     num_cpus: int = bounded(0, min=0)  # Ray's CPU pool; 0 = all cores
     round_timeout_s: float = bounded(3600.0, gt=0.0)
     torch_threads: int = bounded(1, min=1)  # per simulated device process
+    server_threads: int = bounded(0, min=0)  # the server's retraining; 0 = torch's default (one per core)
     devices_per_node: int = bounded(0, min=0)  # devices one Flower node (a gateway) serves; 0 = automatic
     save_packages: bool = False  # packages/, models/ and packages.csv in the run dir (strategies.saved_packages)
     ray_address: str = ""  # "" = start a local Ray; "auto" or "host:port" = attach to a running Ray cluster

@@ -115,7 +115,19 @@ def run_server(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, o
                on_phase: PhaseProgress | None = None) -> dict[str, Any]:
     """The whole server side of a run of ``choice`` (built and checked once, before); returns the
     summary it wrote. A checkpoint is written at the end of every round; ``resume=True`` continues
-    from the last complete one (from round 1 when there is none)."""
+    from the last complete one (from round 1 when there is none). The server trains with
+    ``simulation.server_threads`` torch threads (0: the process's setting), restored afterwards."""
+    threads, previous = runtime.cfg.simulation.server_threads, torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _serve(grid, runtime, choice, out_dir, on_round, resume, on_phase)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _serve(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, out_dir: Path,
+           on_round: RoundCallback | None, resume: bool, on_phase: PhaseProgress | None) -> dict[str, Any]:
     cfg = runtime.cfg
     random.seed(derive_seed(cfg.seed, "flower-sampling"))
     torch.manual_seed(derive_seed(cfg.seed, "server"))
