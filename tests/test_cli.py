@@ -156,3 +156,7 @@ def test_quiet_run_prints_only_the_final_result_lines(tmp_path):
     assert done.stderr == ""  # no Flower deprecation banner, no Ray warning
     lines = done.stdout.splitlines()
     assert len(lines) == 2 and lines[0].startswith("done in ") and lines[1].startswith("results: ")
+    # the command's fast exit (cli.entry) comes after every result is written and flushed
+    written = {p.name: p.stat().st_size for p in (tmp_path / "run").iterdir()}
+    assert {"metrics.csv", "metrics.parquet", "summary.json", "accuracy_vs_round.png", "fleet.png"} <= set(written)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["rounds"] == 2 and min(written.values()) > 0
