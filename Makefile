@@ -5,6 +5,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.edgeupdate-installed
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): a simulation test spends most of its wall time waiting on Ray's
+# start-up and Flower's polling, so two run well side by side on 2 cores. Each test module stays in
+# one process (its module-scoped simulations run once). WORKERS=0 runs everything in this process.
+WORKERS ?= 2
+XDIST   := $(if $(filter 0,$(WORKERS)),-p no:xdist,-n $(WORKERS) --dist loadscope)
 
 .PHONY: demo test test-fast test-slow bench clean-runs install peers
 
@@ -19,11 +24,11 @@ demo: $(STAMP)
 	$(VENV)/bin/edgeupdate run configs/quickstart.toml --out runs/quickstart --overwrite
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 # everything but the tests that start Flower's simulation engine (Ray): under 90 s
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow and not sim" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow and not sim" $(XDIST) $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)

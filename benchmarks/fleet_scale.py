@@ -9,7 +9,8 @@ Each row runs ``configs/scale-mnist.toml`` (DPU k = 0.05, MLP 784-200-200-10 on 
 wall seconds including start-up, seconds per device-round, and the peak resident memory of the
 run's whole process tree (the CLI, Ray's raylet and GCS, the node workers), sampled every 0.2 s
 (PSS every 1 s), summed as RSS (shared library pages counted once per process) and as PSS
-(counted once).
+(counted once). The node workers train nothing in this run and keep one torch thread each; the
+server retrains with ``--server-threads`` (default one per core) while they wait.
 Next to it, Flower's no-op floor: a ServerApp that sends one TRAIN and one EVALUATE message per
 node per round to a ClientApp that only replies, on the same simulation engine and settings, with
 as many nodes as the run used (``--floor nodes``, default) or one node per device (``--floor
