@@ -30,12 +30,12 @@ class PoolEvaluator:
         self._results: LRU[str, tuple[np.ndarray, np.ndarray]] = LRU(capacity)
         self._positions: dict[int, np.ndarray] = {}  # per device: drawn once per process, not every round
 
-    @torch.no_grad()
     def per_image(self, digest: str, weights: StateDict) -> tuple[np.ndarray, np.ndarray]:
         """``(loss, correct)`` of the model ``weights`` (hash ``digest``) on every pool image."""
-        known = self._results.get(digest)
-        if known is not None:
-            return known
+        return self._results.get_or_compute(digest, lambda: self._on_pool(weights))
+
+    @torch.no_grad()
+    def _on_pool(self, weights: StateDict) -> tuple[np.ndarray, np.ndarray]:
         pool = self.runtime.test_pool
         model = self.runtime.model_for(weights)
         model.eval()
@@ -45,7 +45,7 @@ class PoolEvaluator:
             y = pool.y[start:start + self.batch_size]
             losses.append(F.cross_entropy(logits, y, reduction="none").double().numpy())
             correct.append((logits.argmax(1) == y).numpy())
-        return self._results.put(digest, (np.concatenate(losses), np.concatenate(correct)))
+        return np.concatenate(losses), np.concatenate(correct)
 
     def positions(self, device_id: int) -> np.ndarray:
         """Where the device's test images sit in the pool."""

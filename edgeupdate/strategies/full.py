@@ -49,18 +49,16 @@ def retrain_dense(runtime: ExperimentRuntime, round_: int, data: TensorData, sta
     deterministic function of its inputs, the result is remembered per process: the runs of a
     ``sweep`` or ``compare`` (same process, same config apart from the strategy) train θ¹ once.
     """
-    key = _fingerprint(runtime, round_, data, start, validation)
-    known = _TRAINED.get(key)
-    if known is not None:
-        return {k: v.clone() for k, v in known.items()}
-    model = runtime.new_model(0)
-    if start is not None:
-        model.load_state_dict(start)
-    train(model, data, runtime.cfg.training, seed=derive_seed(runtime.cfg.seed, "retrain", round_),
-          validation=validation if validation is not None and len(validation) else None)
-    result = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    _TRAINED.put(key, {k: v.clone() for k, v in result.items()})
-    return result
+    def trained() -> StateDict:
+        model = runtime.new_model(0)
+        if start is not None:
+            model.load_state_dict(start)
+        train(model, data, runtime.cfg.training, seed=derive_seed(runtime.cfg.seed, "retrain", round_),
+              validation=validation if validation is not None and len(validation) else None)
+        return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+    kept = _TRAINED.get_or_compute(_fingerprint(runtime, round_, data, start, validation), trained)
+    return {k: v.clone() for k, v in kept.items()}  # the caller's own copy; the kept one stays untouched
 
 
 @register
