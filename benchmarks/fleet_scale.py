@@ -12,7 +12,8 @@ run's whole process tree (the CLI, Ray's raylet and GCS, the node workers), samp
 (counted once). The node workers train nothing in this run and keep one torch thread each; the
 server retrains with ``--server-threads`` (default one per core) while they wait.
 Next to it, Flower's no-op floor: a ServerApp that sends one TRAIN and one EVALUATE message per
-node per round to a ClientApp that only replies, on the same simulation engine and settings, with
+node per round to a ClientApp that only replies, on the same simulation engine and settings (the
+same lean private Ray head, its workers warm with Flower's actor module), with
 as many nodes as the run used (``--floor nodes``, default) or one node per device (``--floor
 per-device``: what one device per node costs in Flower itself). Prints a markdown table.
 """
@@ -116,10 +117,12 @@ def noop_floor(nodes: int, rounds: int) -> None:
                 assert len(replies) == nodes and not any(m.has_error() for m in replies)
 
     logging.getLogger("flwr").setLevel(logging.WARNING)
-    run_simulation(server_app=server, client_app=client, num_supernodes=nodes,
-                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                                   "init_args": {"include_dashboard": False, "logging_level": logging.ERROR,
-                                                 "log_to_driver": False}})
+    # the same Ray as edgeupdate's runs: its lean private head, workers warm with Flower's actor module
+    from edgeupdate.simulation.local_ray import LocalRay
+
+    with LocalRay(os.cpu_count() or 1, preload=("flwr.simulation.ray_transport.ray_actor",)):
+        run_simulation(server_app=server, client_app=client, num_supernodes=nodes,
+                       backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
 
 
 def main() -> None:
@@ -132,10 +135,10 @@ def main() -> None:
                              "(default: one per core; node workers keep simulation.torch_threads = 1)")
     parser.add_argument("--noop", nargs=2, type=int, metavar=("NODES", "ROUNDS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    sys.path.insert(0, str(REPO))
     if args.noop:
         noop_floor(*args.noop)
         return
-    sys.path.insert(0, str(REPO))
     from edgeupdate.runtime import devices_per_node
 
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}

@@ -131,14 +131,22 @@ def _load(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edgeupdate.simulation.runner import run_experiment
+    from edgeupdate.simulation.ray_cluster import start_private_ray
 
-    cfg = _load(args)
+    cfg = _load(args)  # configs load without torch: Ray's head and its warm workers start before it is imported
     out = _out_dir(args.out, cfg.name, args.overwrite)
-    if not args.quiet:
-        print(f"edgeupdate: {cfg.name}: strategy {cfg.strategy.name}, {cfg.num_devices} devices, "
-              f"{cfg.rounds} rounds, dataset {cfg.dataset.name}, model {cfg.model.name} → {out}", flush=True)
-    summary = run_experiment(cfg, out, data_dir=args.data_dir, progress=not args.quiet, verbose=args.verbose)
+    head = start_private_ray(cfg.simulation)
+    try:
+        from edgeupdate.simulation.runner import run_experiment
+
+        if not args.quiet:
+            print(f"edgeupdate: {cfg.name}: strategy {cfg.strategy.name}, {cfg.num_devices} devices, "
+                  f"{cfg.rounds} rounds, dataset {cfg.dataset.name}, model {cfg.model.name} → {out}", flush=True)
+        summary = run_experiment(cfg, out, data_dir=args.data_dir, progress=not args.quiet, verbose=args.verbose,
+                                 ray_head=head)
+    finally:
+        if head is not None:
+            head.stop()
     _print_result(summary, out)
     return 0
 

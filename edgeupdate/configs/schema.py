@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeupdate.training import TrainConfig
+from edgeupdate.train_config import TrainConfig
 
 
 def choice(default: Any, *choices: Any) -> Any:

@@ -1,25 +1,59 @@
 """Which Ray the simulation engine uses, and which Ray nodes served the devices.
 
-``simulation.ray_address = ""`` starts a private local Ray (``address="local"``: never one that a
-``ray start`` left running on the machine); ``"auto"`` or ``"host:port"`` attaches to a running
-Ray cluster, whose nodes bring their own CPUs (``simulation.num_cpus`` must stay 0). Flower's Ray
-backend passes these arguments to ``ray.init``.
+``simulation.ray_address = ""`` starts a private local Ray: a lean head of the run's own with warm
+workers (:mod:`edgeupdate.simulation.local_ray`), never one that a ``ray start`` left running on the
+machine. ``"auto"`` or ``"host:port"`` attaches to a running Ray cluster, whose nodes bring their own
+CPUs (``simulation.num_cpus`` must stay 0); Flower's Ray backend passes :func:`ray_init_args` to
+``ray.init``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from edgeupdate.configs.schema import SimulationConfig
+from edgeupdate.simulation.local_ray import LocalRay
 
 
-def ray_init_args(sim: SimulationConfig) -> dict[str, Any]:
-    """``ray.init`` arguments for ``sim``: a local Ray with its CPU pool, or a cluster's address."""
+def ray_init_args(sim: SimulationConfig, head_address: str | None = None) -> dict[str, Any]:
+    """``ray.init`` arguments for ``sim``: a cluster's address (``sim.ray_address``), else the
+    address of the private head this run started (:class:`~edgeupdate.simulation.local_ray.LocalRay`),
+    else a private local Ray that ``ray.init`` starts with the run's CPU pool."""
     if sim.ray_address:
         return {"address": sim.ray_address}
-    return {"address": "local", "num_cpus": sim.num_cpus or os.cpu_count() or 1}
+    if head_address:
+        return {"address": head_address}
+    return {"address": "local", "num_cpus": local_num_cpus(sim)}
+
+
+def local_num_cpus(sim: SimulationConfig) -> int:
+    """The CPU pool of a local Ray: ``simulation.num_cpus``, or one per core."""
+    return sim.num_cpus or os.cpu_count() or 1
+
+
+def start_private_ray(sim: SimulationConfig) -> LocalRay | None:
+    """Start ``sim``'s private Ray head in the background (``None`` when ``sim`` attaches to a
+    cluster), so that it comes up while the caller imports and loads the rest."""
+    return None if sim.ray_address else LocalRay(local_num_cpus(sim)).start_in_background()
+
+
+@contextlib.contextmanager
+def private_ray(sim: SimulationConfig, head: LocalRay | None = None) -> Iterator[str | None]:
+    """The address of a lean private Ray head (``head``, or one started here) that lives for the
+    ``with`` block, this process connected to it as the driver (Flower's engine then uses that
+    connection); ``None`` when ``sim`` attaches to a running cluster (the engine connects with
+    :func:`ray_init_args`)."""
+    head = head or start_private_ray(sim)
+    if head is None:
+        yield None
+        return
+    try:
+        yield head.address()
+    finally:
+        head.stop()
 
 
 def ray_nodes_served(hosts: Mapping[int, str]) -> dict[str, list[int]]:

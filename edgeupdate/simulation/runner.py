@@ -40,7 +40,8 @@ from edgeupdate.simulation.checkpoint import CheckpointError, Checkpoints
 from edgeupdate.simulation.metrics import MetricsCollector, RoundCallback
 from edgeupdate.simulation.plots import plot_run
 from edgeupdate.simulation.progress import RoundProgress
-from edgeupdate.simulation.ray_cluster import ray_init_args, ray_nodes_served
+from edgeupdate.simulation.local_ray import LocalRay
+from edgeupdate.simulation.ray_cluster import private_ray, ray_init_args, ray_nodes_served, start_private_ray
 from edgeupdate.strategies.attacks import ATTACKS
 from edgeupdate.strategies.base import EdgeStrategy, PhaseProgress
 from edgeupdate.strategies.resolve import StrategyChoice, resolve_strategy
@@ -255,42 +256,53 @@ def progress_printer(cfg: ExperimentConfig, stream=sys.stdout) -> RoundCallback:
     return show
 
 
-def backend_config(cfg: ExperimentConfig) -> dict[str, Any]:
+def backend_config(cfg: ExperimentConfig, head_address: str | None = None) -> dict[str, Any]:
     """Ray settings: one CPU per device process (Ray's default of 2 serialises small machines), on a
-    local Ray or a running cluster (:func:`~edgeupdate.simulation.ray_cluster.ray_init_args`)."""
+    local Ray (``head_address``: the run's own lean head) or a running cluster
+    (:func:`~edgeupdate.simulation.ray_cluster.ray_init_args`)."""
     sim = cfg.simulation
     return {
         "client_resources": {"num_cpus": sim.num_cpus_per_device, "num_gpus": 0.0},
-        "init_args": {**ray_init_args(sim), "include_dashboard": False,
+        "init_args": {**ray_init_args(sim, head_address), "include_dashboard": False,
                       "logging_level": logging.ERROR, "log_to_driver": False},
     }
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, choice: StrategyChoice | None = None,
                    data_dir: str | None = None, progress: bool = True, verbose: bool = False,
-                   resume: bool = False) -> dict[str, Any]:
+                   resume: bool = False, ray_head: LocalRay | None = None) -> dict[str, Any]:
     """Run ``cfg`` on Flower's simulation engine; write results into ``out_dir``; return the summary.
     ``resume=True`` continues the run in ``out_dir`` from its last checkpoint.
 
     ``choice`` is ``cfg``'s strategy, built and checked by :func:`resolve_strategy`; callers that
-    resolved it already (``compare`` and ``sweep`` do, once per label) pass it, else it is resolved here."""
-    from flwr.simulation import run_simulation
+    resolved it already (``compare`` and ``sweep`` do, once per label) pass it, else it is resolved here.
+    ``ray_head`` is the run's private Ray head if the caller started it already
+    (:func:`~edgeupdate.simulation.ray_cluster.start_private_ray`, as the CLI does before it imports
+    the rest); else one starts here, in the background, unless ``cfg`` attaches to a cluster. The
+    head is stopped when the run ends, or fails."""
+    head = ray_head or start_private_ray(cfg.simulation)
+    try:
+        from flwr.simulation import run_simulation
 
-    choice = choice or resolve_strategy(cfg)  # parameters against the whole config, once, before any output
-    runtime = experiment_runtime(cfg, data_dir)  # fail fast on data and fleet problems, before Ray starts
-    runtime.fleet  # noqa: B018 (builds and validates the fleet)
-    runtime.signing_key()  # reads package.key_file, if any
-    client_app: ClientApp = make_client_app(lambda _ctx: experiment_runtime(cfg, data_dir))
-    server_app = make_server_app(lambda _ctx: runtime, lambda _ctx: out_dir, progress, choice, resume)
-    if not verbose:  # Flower's run_simulation deprecation banner is a WARNING; errors still show
-        logging.getLogger("flwr").setLevel(logging.ERROR)
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    (out_dir / "summary.json").unlink(missing_ok=True)  # written again only when this run completes
-    with warnings.catch_warnings():
-        if not verbose:  # Ray's FutureWarning about accelerator variables (no accelerator is used)
-            warnings.filterwarnings("ignore", category=FutureWarning, module=r"ray\.")
-        run_simulation(server_app=server_app, client_app=client_app, num_supernodes=runtime.num_nodes,
-                       backend_config=backend_config(cfg), verbose_logging=verbose)
+        choice = choice or resolve_strategy(cfg)  # parameters against the whole config, once, before any output
+        runtime = experiment_runtime(cfg, data_dir)  # fail fast on data and fleet problems (Ray is stopped)
+        runtime.fleet  # noqa: B018 (builds and validates the fleet)
+        runtime.signing_key()  # reads package.key_file, if any
+        client_app: ClientApp = make_client_app(lambda _ctx: experiment_runtime(cfg, data_dir))
+        server_app = make_server_app(lambda _ctx: runtime, lambda _ctx: out_dir, progress, choice, resume)
+        if not verbose:  # Flower's run_simulation deprecation banner is a WARNING; errors still show
+            logging.getLogger("flwr").setLevel(logging.ERROR)
+        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+        (out_dir / "summary.json").unlink(missing_ok=True)  # written again only when this run completes
+        with warnings.catch_warnings():
+            if not verbose:  # Ray's FutureWarning about accelerator variables (no accelerator is used)
+                warnings.filterwarnings("ignore", category=FutureWarning, module=r"ray\.")
+            with private_ray(cfg.simulation, head) as head_address:
+                run_simulation(server_app=server_app, client_app=client_app, num_supernodes=runtime.num_nodes,
+                               backend_config=backend_config(cfg, head_address), verbose_logging=verbose)
+    finally:
+        if head is not None:
+            head.stop()
     summary_path = out_dir / "summary.json"
     if not summary_path.exists():
         raise SimulationError("the simulation ended without writing results (see the log above)")
