@@ -10,7 +10,7 @@ TRAIN task (per device): round, task ∈ {"collect", "fit", "status"}, [package:
     [fit hyper-parameters, shared by the devices of the phase]
 TRAIN reply: device_id, model_version, model_hash, payload (samples or update package), status;
     metrics num-examples, compute_flops and compute_peak_memory_bytes (on-device work, for the
-    simulated clock), train_loss, loss_before
+    simulated clock), train_loss, and loss_before when the fit task asks for it (``loss-before``)
 EVALUATE task: round, package (the bytes as they arrived: b"" = nothing new), target_version,
     link (``ok`` | ``offline`` | ``cut``: the deadline closed the link part-way),
     required_memory_bytes (announced apply cost when the package was withheld), crash_point

@@ -9,9 +9,10 @@ how (see :mod:`edgeupdate.protocol`):
 * ``upload-*`` entries give the :class:`~edgeupdate.clients.upload.UploadSpec` (dense, top-k with
   error feedback, random mask, low rank; fp32/fp16/int8 values).
 
-Besides ``num-examples`` and ``train_loss`` (mean loss of the last local epoch) the device reports
-``loss_before``: the loss of w_global on its training data before training, F_k(w_global), which
-q-FedAvg weighs devices by (Li et al. 2020, q-FFL, Algorithm 2).
+Besides ``num-examples`` and ``train_loss`` (mean loss of the last local epoch) the device reports,
+when the task asks for it (``loss-before``), ``loss_before``: the loss of w_global on its training
+data before training, F_k(w_global), which q-FedAvg weighs devices by (Li et al. 2020, q-FFL,
+Algorithm 2). It costs a pass over the device's data, so other strategies do not ask.
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ def fit(runtime: ExperimentRuntime, weights: StateDict, version: int, device_id:
     data = runtime.train_subset(runtime.layout.collected_indices(device_id, round_))
     model = runtime.new_model()
     model.load_state_dict(weights)
-    loss_before, _ = evaluate(model, data)
+    metrics: Metrics = {"num-examples": len(data)}
+    if task.get("loss-before"):
+        metrics["loss_before"] = evaluate(model, data)[0]
     residual = load_residual(store, spec, weights)
     names = [n for n, _ in model.named_parameters()]
     structure = make_structure(spec, model, weights, structure_seed(runtime.cfg.seed, round_, device_id))
@@ -69,7 +72,7 @@ def fit(runtime: ExperimentRuntime, weights: StateDict, version: int, device_id:
         sketched = encode_sketched(spec, weights, trained, version, residual)
         package, residual = sketched.package, sketched.residual
         save_residual(store, spec, residual)
-    metrics: Metrics = {"num-examples": len(data), "train_loss": report.final_loss, "loss_before": loss_before}
+    metrics["train_loss"] = report.final_loss
     if spec.keeps_residual:
         metrics["residual_l2"] = residual_l2(residual)
     return package.encode(), metrics

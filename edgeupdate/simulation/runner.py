@@ -8,6 +8,8 @@ for ``rounds`` rounds, write ``metrics.parquet/.csv``, ``summary.json`` and the 
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import logging
 import os
@@ -153,6 +155,7 @@ def _serve(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, out_d
     if done:
         restored = checkpoints.load(strategy)
         strategy, collector.chunks, earlier_wall_s = restored.strategy, restored.chunks, restored.wall_time_s
+        del restored
         rebind_devices(strategy, devices, held)
     strategy.store_dir = str(store.resolve())
     strategy.checkpoint_dir = checkpoints.nodes_dir
@@ -166,8 +169,11 @@ def _serve(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, out_d
     strategy.run_rounds(grid, done + 1, cfg.rounds, cfg.simulation.round_timeout_s, after_round=checkpoint,
                         on_progress=on_phase)
     wall_s = earlier_wall_s + time.perf_counter() - t0
+    version_log = strategy.version_log
+    del strategy  # its data pools, model states and caches: the results below need none of them
+    release_freed_memory()  # the node workers are still up: this keeps the run's peak lower
     df = collector.write(out_dir)
-    pd.DataFrame(strategy.version_log).to_csv(out_dir / "versions.csv", index=False)
+    pd.DataFrame(version_log).to_csv(out_dir / "versions.csv", index=False)
     summary = {
         "name": cfg.name, "strategy": cfg.strategy.name, "seed": cfg.seed, "rounds": cfg.rounds,
         "num_devices": cfg.num_devices, "nodes": runtime.num_nodes, "devices_per_node": runtime.devices_per_node,
@@ -190,6 +196,16 @@ def _serve(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, out_d
     checkpoints.clear()  # the run is complete: its results are written
     shutil.rmtree(store, ignore_errors=True)  # the weights the devices held; versions.csv names them
     return summary
+
+
+def release_freed_memory() -> None:
+    """Collect garbage and hand the freed heap back to the OS (glibc's ``malloc_trim``; elsewhere
+    only the collection)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def rebind_devices(strategy: EdgeStrategy, devices: dict[int, int], held: dict[int, tuple[int, str]]) -> None:

@@ -56,6 +56,8 @@ class FederatedStrategy(EdgeStrategy):
     """Base for FL strategies; subclasses say which Flower strategy aggregates (:meth:`make_inner`)."""
 
     Params: type = FederatedParams
+    #: devices also report ``loss_before``, F_k(w_global) (a pass over their data before training)
+    needs_loss_before: bool = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -76,10 +78,16 @@ class FederatedStrategy(EdgeStrategy):
                 "min_evaluate_nodes": 0, "min_available_nodes": 1}
 
     def sampled(self, round_: int) -> set[int]:
-        """Devices that train this round: a seeded sample of ``client.fraction_train``."""
+        """Devices that train this round: a seeded sample of ``client.fraction_train`` (drawn once
+        per round; every device's task asks)."""
+        memo = getattr(self, "_sampled", None)
+        if memo is not None and memo[0] == round_:
+            return memo[1]
         ids = self.store.device_ids()
         count = max(1, round(self.cfg.client.fraction_train * len(ids)))
-        return set(numpy_rng(self.cfg.seed, "sample", round_).choice(ids, size=count, replace=False).tolist())
+        chosen = set(numpy_rng(self.cfg.seed, "sample", round_).choice(ids, size=count, replace=False).tolist())
+        self._sampled = (round_, chosen)
+        return chosen
 
     # ------------------------------------------------------------ Flower API
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
@@ -98,6 +106,8 @@ class FederatedStrategy(EdgeStrategy):
             return None
         task: dict[str, Any] = {"task": P.TASK_FIT, "base_version": self.latest.number,
                                 "base_hash": self.latest.hash, **self.inner_config, **self.params.upload.to_task()}
+        if self.needs_loss_before:
+            task["loss-before"] = True
         if view.hash != self.latest.hash:
             task["package"] = self.package_for(view).payload
         return task

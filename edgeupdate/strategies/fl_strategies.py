@@ -196,6 +196,7 @@ class QFedAvgStrategy(FederatedStrategy):
 
     name = "qfedavg"
     Params = QFedAvgParams
+    needs_loss_before = True
 
     def make_inner(self) -> Strategy:
         return QFedAvg(client_learning_rate=self.cfg.client.lr, q=self.params.q, train_loss_key="loss_before",

@@ -147,13 +147,16 @@ def test_proximal_term_keeps_the_device_close_to_the_global_model(runtime):
     assert _l2(_delta(held, w0)) < 0.85 * _l2(_delta(free, w0))
 
 
-def test_device_reports_the_global_models_loss_before_training(runtime):
+def test_device_reports_the_global_models_loss_before_training_when_the_task_asks(runtime):
     data = runtime.train_subset(runtime.layout.collected_indices(DEVICE, 1))
     model = runtime.new_model()
     model.load_state_dict(runtime.initial_state)
-    _, metrics, _ = _upload(runtime, UploadSpec())
+    _, metrics, trained = _upload(runtime, UploadSpec(), **{"loss-before": True})
     assert metrics["loss_before"] == pytest.approx(evaluate(model, data)[0])
     assert metrics["num-examples"] == len(data)
+    _, unasked, same = _upload(runtime, UploadSpec())  # FedAvg and the others: no extra pass
+    assert "loss_before" not in unasked and unasked["train_loss"] == metrics["train_loss"]
+    assert all(torch.equal(same[k], trained[k]) for k in trained)
 
 
 def test_bad_upload_spec_is_a_one_line_error():
