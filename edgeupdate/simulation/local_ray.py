@@ -8,8 +8,9 @@ prestarted idle workers, which lack the runtime env, are killed unused. A simula
 needs none of it: nothing autoscales, and the node workers' logs are not forwarded.
 
 :class:`LocalRay` starts what ``ray start --head --no-monitor --include-log-monitor=false`` starts,
-from this process (Ray's own ``Node``, the class ``ray start`` and ``ray.init`` use), with one worker
-per CPU started at once that imports :data:`WORKER_MODULES` before it takes work (Ray's
+less the API server (Ray's job and state REST APIs), from this process (Ray's own ``Node``, the
+class ``ray start`` and ``ray.init`` use). One worker per CPU starts with the raylet and imports
+:data:`WORKER_MODULES` (:mod:`edgeupdate.simulation.node_worker`) before it takes work (Ray's
 ``enable_worker_prestart`` and ``preload_python_modules``). The driver then connects without a
 runtime env, so Flower's actors land on those warm workers; they find this process's ``sys.path``
 through ``PYTHONPATH``, set where the head starts (what Flower's runtime env did). Flower sees Ray
@@ -34,9 +35,9 @@ log = logging.getLogger(__name__)
 # Ray's ray.init tip about accelerator variables (no accelerator is used; Ray's behaviour is kept)
 warnings.filterwarnings("ignore", message=r"Tip: In future versions of Ray", category=FutureWarning)
 
-# What a node worker imports before it serves devices: torch, Flower's actor class (it pulls in the
-# simulation engine) and the device side of edgeupdate.
-WORKER_MODULES: tuple[str, ...] = ("torch", "flwr.simulation.ray_transport.ray_actor", "edgeupdate.clients.gateway")
+# What a node worker loads before it serves devices (torch, Flower's actor class, the device side of
+# edgeupdate; no Arrow serializers): see edgeupdate.simulation.node_worker.
+WORKER_MODULES: tuple[str, ...] = ("edgeupdate.simulation.node_worker",)
 
 
 class LocalRay:

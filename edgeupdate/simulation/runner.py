@@ -40,7 +40,6 @@ from edgeupdate.configs import ExperimentConfig, dump_config
 from edgeupdate.seeding import derive_seed
 from edgeupdate.simulation.checkpoint import CheckpointError, Checkpoints
 from edgeupdate.simulation.metrics import MetricsCollector, RoundCallback
-from edgeupdate.simulation.plots import plot_run
 from edgeupdate.simulation.progress import RoundProgress
 from edgeupdate.simulation.local_ray import LocalRay
 from edgeupdate.simulation.ray_cluster import private_ray, ray_init_args, ray_nodes_served, start_private_ray
@@ -115,22 +114,25 @@ def discover_devices(grid: Grid, runtime: ExperimentRuntime, timeout_s: float = 
 
 def run_server(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, out_dir: Path,
                on_round: RoundCallback | None = None, resume: bool = False,
-               on_phase: PhaseProgress | None = None) -> dict[str, Any]:
+               on_phase: PhaseProgress | None = None, plots: bool = True) -> dict[str, Any]:
     """The whole server side of a run of ``choice`` (built and checked once, before); returns the
     summary it wrote. A checkpoint is written at the end of every round; ``resume=True`` continues
     from the last complete one (from round 1 when there is none). The server trains with
-    ``simulation.server_threads`` torch threads (0: the process's setting), restored afterwards."""
+    ``simulation.server_threads`` torch threads (0: the process's setting), restored afterwards.
+    ``plots=False`` leaves the figures to the caller (the simulation draws them once its node
+    workers are gone, which keeps the run's peak memory lower)."""
     threads, previous = runtime.cfg.simulation.server_threads, torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        return _serve(grid, runtime, choice, out_dir, on_round, resume, on_phase)
+        return _serve(grid, runtime, choice, out_dir, on_round, resume, on_phase, plots)
     finally:
         torch.set_num_threads(previous)
 
 
 def _serve(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, out_dir: Path,
-           on_round: RoundCallback | None, resume: bool, on_phase: PhaseProgress | None) -> dict[str, Any]:
+           on_round: RoundCallback | None, resume: bool, on_phase: PhaseProgress | None,
+           plots: bool) -> dict[str, Any]:
     cfg = runtime.cfg
     random.seed(derive_seed(cfg.seed, "flower-sampling"))
     torch.manual_seed(derive_seed(cfg.seed, "server"))
@@ -192,7 +194,10 @@ def _serve(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, out_d
                      "python": platform.python_version()},
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot_run(out_dir, df)
+    if plots:
+        from edgeupdate.simulation.plots import plot_run  # matplotlib: loaded once the rounds are over
+
+        plot_run(out_dir, df)
     checkpoints.clear()  # the run is complete: its results are written
     shutil.rmtree(store, ignore_errors=True)  # the weights the devices held; versions.csv names them
     return summary
@@ -241,7 +246,7 @@ def lost_counts(df: pd.DataFrame) -> dict[str, Any]:
 
 def make_server_app(runtime_for: Callable[[Context], ExperimentRuntime],
                     out_dir_for: Callable[[Context], Path], progress: bool = True,
-                    choice: StrategyChoice | None = None, resume: bool = False) -> ServerApp:
+                    choice: StrategyChoice | None = None, resume: bool = False, plots: bool = True) -> ServerApp:
     """A ServerApp running :func:`run_server`; the runtime and output dir come from the context, the
     strategy from ``choice`` (resolved from the runtime's config when not given)."""
     app = ServerApp()
@@ -252,7 +257,7 @@ def make_server_app(runtime_for: Callable[[Context], ExperimentRuntime],
         chosen = choice or resolve_strategy(runtime.cfg)
         again = resume or str(context.run_config.get("resume", "false")).lower() == "true"  # flwr run --run-config
         run_server(grid, runtime, chosen, out_dir_for(context), progress_printer(runtime.cfg) if progress else None,
-                   resume=again, on_phase=RoundProgress(runtime.cfg.rounds) if progress else None)
+                   resume=again, on_phase=RoundProgress(runtime.cfg.rounds) if progress else None, plots=plots)
 
     return app
 
@@ -305,7 +310,8 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, choice: StrategyChoi
         runtime.fleet  # noqa: B018 (builds and validates the fleet)
         runtime.signing_key()  # reads package.key_file, if any
         client_app: ClientApp = make_client_app(lambda _ctx: experiment_runtime(cfg, data_dir))
-        server_app = make_server_app(lambda _ctx: runtime, lambda _ctx: out_dir, progress, choice, resume)
+        server_app = make_server_app(lambda _ctx: runtime, lambda _ctx: out_dir, progress, choice, resume,
+                                     plots=False)
         if not verbose:  # Flower's run_simulation deprecation banner is a WARNING; errors still show
             logging.getLogger("flwr").setLevel(logging.ERROR)
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -322,4 +328,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, choice: StrategyChoi
     summary_path = out_dir / "summary.json"
     if not summary_path.exists():
         raise SimulationError("the simulation ended without writing results (see the log above)")
+    from edgeupdate.simulation.plots import plot_run  # after the engine: its node workers are gone
+
+    plot_run(out_dir)
     return json.loads(summary_path.read_text())

@@ -9,7 +9,7 @@ import psutil
 import pytest
 
 from edgeupdate.configs import ConfigError
-from edgeupdate.simulation.local_ray import WORKER_MODULES, LocalRay
+from edgeupdate.simulation.local_ray import LocalRay
 from edgeupdate.simulation.ray_cluster import start_private_ray
 
 pytestmark = pytest.mark.sim
@@ -54,7 +54,20 @@ def test_workers_start_with_the_head_and_import_the_preloaded_modules_before_any
 
     with LocalRay(1, preload=(probe,)):
         assert ray.get(imported.remote(probe))
-    assert "torch" in WORKER_MODULES and "flwr.simulation.ray_transport.ray_actor" in WORKER_MODULES
+
+
+def test_node_workers_come_warm_and_skip_ray_datas_arrow_serializers():
+    import ray
+
+    @ray.remote(num_cpus=1)
+    def modules(_payload: bytes) -> dict[str, bool]:  # an argument: the worker deserialises with its context
+        return {name: name in sys.modules for name in ("torch", "flwr.simulation.ray_transport.ray_actor",
+                                                       "edgeupdate.clients.gateway", "pyarrow")}
+
+    with LocalRay(1):
+        loaded = ray.get(modules.remote(b"x" * 200_000))  # large enough to travel through the object store
+    assert loaded == {"torch": True, "flwr.simulation.ray_transport.ray_actor": True,
+                      "edgeupdate.clients.gateway": True, "pyarrow": False}
 
 
 def test_a_cluster_address_starts_no_private_head(tiny_config):
