@@ -4,7 +4,8 @@ The workload (the defaults): FedAvg on MNIST, MLP 784-200-200-10, 100 devices ×
 images (IID), 5 rounds with every device in every round, 1 local epoch, batch 32, plain SGD
 lr 0.05 (no momentum); the server averages the devices' models weighted by sample count. Sides:
 
-* ``edgeupdate``: ``python -m edgeupdate.cli run CONFIG --quiet --out DIR`` as a subprocess, CONFIG
+* ``edgeupdate``: ``python -m edgeupdate.cli run CONFIG --quiet --no-plots --out DIR`` as a
+  subprocess (the other sides draw no figures either; metrics and summary are written), CONFIG
   a TOML written from the arguments (``strategy.name = "fedavg"``, ``stream.initial_samples`` =
   devices × samples, ``stream.samples_per_round = 0``, ``[client]`` for local training). Its
   accuracy is the mean of the devices' accuracies (``summary.json``: ``final_mean_accuracy``).
@@ -214,8 +215,8 @@ def worker_json(stdout: str, what: str) -> dict:
 def run_edgeupdate(args: argparse.Namespace, env: dict[str, str], toml: Path, tmp: Path,
                    i: int) -> tuple[float, float, str]:
     out = tmp / f"edgeupdate-{i}"
-    wall, _ = timed([sys.executable, "-m", "edgeupdate.cli", "run", str(toml), "--quiet", "--out", str(out)],
-                    env, "edgeupdate run")
+    wall, _ = timed([sys.executable, "-m", "edgeupdate.cli", "run", str(toml), "--quiet", "--no-plots",
+                     "--out", str(out)], env, "edgeupdate run")
     summary = json.loads((out / "summary.json").read_text())
     per_round: dict[int, list[float]] = {}
     with (out / "metrics.csv").open() as f:

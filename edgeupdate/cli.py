@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(run)
     run.add_argument("--out", type=Path, default=None, help="output directory (default runs/<name>-<timestamp>)")
     run.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
+    run.add_argument("--no-plots", dest="plots", action="store_false",
+                     help="draw no figures (benchmarks, many runs); `edgeupdate plot RUN_DIR` draws them later")
 
     res = sub.add_parser("resume", help="continue a run that stopped from its last complete round")
     res.add_argument("run_dir", type=Path, help="the run's output directory (holds config.toml and checkpoint/)")
@@ -143,22 +145,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"edgeupdate: {cfg.name}: strategy {cfg.strategy.name}, {cfg.num_devices} devices, "
                   f"{cfg.rounds} rounds, dataset {cfg.dataset.name}, model {cfg.model.name} → {out}", flush=True)
         summary = run_experiment(cfg, out, data_dir=args.data_dir, progress=not args.quiet, verbose=args.verbose,
-                                 ray_head=head)
+                                 ray_head=head, plots=args.plots)
     finally:
         if head is not None:
             head.stop()
-    _print_result(summary, out)
+    _print_result(summary, out, plots=args.plots)
     return 0
 
 
-def _print_result(summary: dict, out: Path) -> None:
+def _print_result(summary: dict, out: Path, plots: bool = True) -> None:
     print(f"done in {summary['wall_time_s']:.1f} s: final mean accuracy {summary['final_mean_accuracy']:.4f}, "
           f"{summary['total_bytes_down']} bytes down, {summary['total_bytes_up']} bytes up")
     lost = summary.get("lost", {}).get("device_rounds", 0)
     if lost:
         print(f"lost: {lost} device-rounds without an answer (status 'lost' in metrics.csv)")
-    print(f"results: {out}/ (metrics.parquet, metrics.csv, versions.csv, config.toml, summary.json, "
-          f"accuracy_vs_round.png, accuracy_vs_bytes.png, fleet.png)")
+    figures = ", accuracy_vs_round.png, accuracy_vs_bytes.png, fleet.png" if plots else ""
+    print(f"results: {out}/ (metrics.parquet, metrics.csv, versions.csv, config.toml, summary.json{figures})")
     if (out / "packages.csv").exists():
         print(f"packages: {out}/packages.csv, {out}/packages/, {out}/models/ "
               f"(replay one: edgeupdate package apply --model {out}/models/<base> --package {out}/packages/<file> --out OUT)")

@@ -160,3 +160,20 @@ def test_quiet_run_prints_only_the_final_result_lines(tmp_path):
     written = {p.name: p.stat().st_size for p in (tmp_path / "run").iterdir()}
     assert {"metrics.csv", "metrics.parquet", "summary.json", "accuracy_vs_round.png", "fleet.png"} <= set(written)
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["rounds"] == 2 and min(written.values()) > 0
+
+
+@pytest.mark.sim
+def test_no_plots_writes_the_results_without_figures_and_plot_draws_them_later(tmp_path):
+    from tests.conftest import TINY
+
+    sets = [a for o in TINY for a in ("--set", o)]
+    done = subprocess.run([sys.executable, "-m", "edgeupdate.cli", "run", str(REPO / "configs" / "quickstart.toml"),
+                           *sets, "--quiet", "--no-plots", "--out", str(tmp_path / "run")], capture_output=True, text=True)
+
+    assert done.returncode == 0, done.stderr
+    assert ".png" not in done.stdout
+    run = tmp_path / "run"
+    assert {"metrics.csv", "metrics.parquet", "summary.json"} <= {p.name for p in run.iterdir()}
+    assert not list(run.glob("*.png"))
+    assert main(["plot", str(run)]) == 0
+    assert {"accuracy_vs_round.png", "accuracy_vs_bytes.png", "fleet.png"} <= {p.name for p in run.glob("*.png")}

@@ -291,7 +291,7 @@ def backend_config(cfg: ExperimentConfig, head_address: str | None = None) -> di
 
 def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, choice: StrategyChoice | None = None,
                    data_dir: str | None = None, progress: bool = True, verbose: bool = False,
-                   resume: bool = False, ray_head: LocalRay | None = None) -> dict[str, Any]:
+                   resume: bool = False, ray_head: LocalRay | None = None, plots: bool = True) -> dict[str, Any]:
     """Run ``cfg`` on Flower's simulation engine; write results into ``out_dir``; return the summary.
     ``resume=True`` continues the run in ``out_dir`` from its last checkpoint.
 
@@ -300,7 +300,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, choice: StrategyChoi
     ``ray_head`` is the run's private Ray head if the caller started it already
     (:func:`~edgeupdate.simulation.ray_cluster.start_private_ray`, as the CLI does before it imports
     the rest); else one starts here, in the background, unless ``cfg`` attaches to a cluster. The
-    head is stopped when the run ends, or fails."""
+    head is stopped when the run ends, or fails. ``plots=False`` draws no figures."""
     head = ray_head or start_private_ray(cfg.simulation)
     try:
         from flwr.simulation import run_simulation
@@ -328,7 +328,8 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, choice: StrategyChoi
     summary_path = out_dir / "summary.json"
     if not summary_path.exists():
         raise SimulationError("the simulation ended without writing results (see the log above)")
-    from edgeupdate.simulation.plots import plot_run  # after the engine: its node workers are gone
+    if plots:
+        from edgeupdate.simulation.plots import plot_run  # after the engine: its node workers are gone
 
-    plot_run(out_dir)
+        plot_run(out_dir)
     return json.loads(summary_path.read_text())
