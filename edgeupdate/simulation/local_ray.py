@@ -86,11 +86,6 @@ class LocalRay:
         assert self._address is not None
         return self._address
 
-    def pids(self) -> list[int]:
-        """PIDs of the head's own processes that are still running (GCS, raylet, agents)."""
-        node = self._node
-        return [] if node is None else [info.process.pid for _, info in node.live_processes()]
-
     def stop(self) -> None:
         """Disconnect the driver and stop every process the head started (the raylet first, its
         workers with it); wait until they are gone. Safe to call twice."""

@@ -9,9 +9,8 @@ CPUs (``simulation.num_cpus`` must stay 0); Flower's Ray backend passes :func:`r
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from edgeupdate.configs.schema import SimulationConfig
@@ -38,22 +37,6 @@ def start_private_ray(sim: SimulationConfig) -> LocalRay | None:
     """Start ``sim``'s private Ray head in the background (``None`` when ``sim`` attaches to a
     cluster), so that it comes up while the caller imports and loads the rest."""
     return None if sim.ray_address else LocalRay(local_num_cpus(sim)).start_in_background()
-
-
-@contextlib.contextmanager
-def private_ray(sim: SimulationConfig, head: LocalRay | None = None) -> Iterator[str | None]:
-    """The address of a lean private Ray head (``head``, or one started here) that lives for the
-    ``with`` block, this process connected to it as the driver (Flower's engine then uses that
-    connection); ``None`` when ``sim`` attaches to a running cluster (the engine connects with
-    :func:`ray_init_args`)."""
-    head = head or start_private_ray(sim)
-    if head is None:
-        yield None
-        return
-    try:
-        yield head.address()
-    finally:
-        head.stop()
 
 
 def ray_nodes_served(hosts: Mapping[int, str]) -> dict[str, list[int]]:

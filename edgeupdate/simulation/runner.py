@@ -42,7 +42,7 @@ from edgeupdate.simulation.checkpoint import CheckpointError, Checkpoints
 from edgeupdate.simulation.metrics import MetricsCollector, RoundCallback
 from edgeupdate.simulation.progress import RoundProgress
 from edgeupdate.simulation.local_ray import LocalRay
-from edgeupdate.simulation.ray_cluster import private_ray, ray_init_args, ray_nodes_served, start_private_ray
+from edgeupdate.simulation.ray_cluster import ray_init_args, ray_nodes_served, start_private_ray
 from edgeupdate.strategies.attacks import ATTACKS
 from edgeupdate.strategies.base import EdgeStrategy, PhaseProgress
 from edgeupdate.strategies.resolve import StrategyChoice, resolve_strategy
@@ -319,9 +319,9 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, choice: StrategyChoi
         with warnings.catch_warnings():
             if not verbose:  # Ray's FutureWarning about accelerator variables (no accelerator is used)
                 warnings.filterwarnings("ignore", category=FutureWarning, module=r"ray\.")
-            with private_ray(cfg.simulation, head) as head_address:
-                run_simulation(server_app=server_app, client_app=client_app, num_supernodes=runtime.num_nodes,
-                               backend_config=backend_config(cfg, head_address), verbose_logging=verbose)
+            head_address = head.address() if head is not None else None  # this process is then its driver
+            run_simulation(server_app=server_app, client_app=client_app, num_supernodes=runtime.num_nodes,
+                           backend_config=backend_config(cfg, head_address), verbose_logging=verbose)
     finally:
         if head is not None:
             head.stop()
