@@ -20,6 +20,7 @@ from torch import nn
 
 from edgeupdate.configs import ConfigError, ExperimentConfig, config_from_dict, dump_config
 from edgeupdate.datasets import DATASET_SHAPES, Dataset, load_dataset
+from edgeupdate.datasets.base import ImageData
 from edgeupdate.datasets.stream import DataLayout, StreamSizeError, make_layout
 from edgeupdate.models import build_model
 from edgeupdate.models.zoo import model_for_state
@@ -49,7 +50,7 @@ class ExperimentRuntime:
     """Everything derived deterministically from an :class:`ExperimentConfig`."""
 
     cfg: ExperimentConfig
-    dataset: Dataset
+    dataset: Dataset  # its train split holds only the images the run reads (DataLayout.train_rows)
     layout: DataLayout
 
     def new_model(self, seed_part: int | str = 0) -> nn.Module:
@@ -70,9 +71,10 @@ class ExperimentRuntime:
         return self.dataset.test.subset(torch.as_tensor(self.layout.test_indices(device_id)))
 
     @functools.cached_property
-    def test_pool(self) -> TensorData:
-        """Every image any device tests on (the test set less the server's validation part)."""
-        return self.dataset.test.subset(torch.as_tensor(self.layout.test_pool))
+    def test_pool(self) -> ImageData:
+        """Every image any device tests on (the test set less the server's validation part), held raw:
+        every process keeps it for the run, and evaluation normalises it a batch at a time."""
+        return self.dataset.test.take(self.layout.test_pool)
 
     @functools.cached_property
     def devices_per_node(self) -> int:
@@ -197,7 +199,9 @@ def build_runtime(cfg: ExperimentConfig, data_dir: str | None = None) -> Experim
         raise ConfigError(err.key, str(err)) from None
     except ValueError as err:
         raise ConfigError("", str(err)) from None
-    return ExperimentRuntime(cfg, dataset, layout)
+    # the run reads only the training images its devices collect (10,000 devices × 10 rounds of
+    # scale-mnist: 11,000 of MNIST's 60,000); every process keeps just those
+    return ExperimentRuntime(cfg, dataset.keeping_train(layout.train_rows()), layout)
 
 
 @functools.lru_cache(maxsize=4)

@@ -20,6 +20,7 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -161,8 +162,17 @@ def train(
     return report
 
 
+class Batches(Protocol):
+    """Data taken a batch at a time: :class:`TensorData`, or raw images normalised per batch
+    (:class:`~edgeupdate.datasets.base.ImageData`)."""
+
+    def __len__(self) -> int: ...
+
+    def subset(self, index: slice) -> TensorData: ...
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, data: TensorData, batch_size: int = 1024) -> tuple[float, float]:
+def evaluate(model: nn.Module, data: Batches, batch_size: int = 1024) -> tuple[float, float]:
     """Mean cross-entropy loss and accuracy of ``model`` on ``data`` (``(nan, nan)`` if empty)."""
     if len(data) == 0:
         return math.nan, math.nan
@@ -170,8 +180,8 @@ def evaluate(model: nn.Module, data: TensorData, batch_size: int = 1024) -> tupl
     model.eval()
     loss_sum, correct = 0.0, 0
     for start in range(0, len(data), batch_size):
-        x = data.x[start:start + batch_size].to(device)
-        y = data.y[start:start + batch_size].to(device)
+        batch = data.subset(slice(start, start + batch_size))
+        x, y = batch.x.to(device), batch.y.to(device)
         logits = model(x)
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from edgeupdate.configs import ConfigError, load_config
-from edgeupdate.training import TensorData, TrainConfig, lr_at, train
+from edgeupdate.datasets.base import NORMALIZATION, image_data, to_tensor_data
+from edgeupdate.training import TensorData, TrainConfig, evaluate, lr_at, train
 
 
 def _data(n: int) -> TensorData:
@@ -54,3 +55,14 @@ def test_negative_min_steps_is_a_config_error(tmp_path) -> None:
     with pytest.raises(ConfigError, match="min_steps"):
         load_config(path)
 
+
+
+def test_evaluating_raw_images_batch_by_batch_equals_evaluating_their_floats() -> None:
+    gen = torch.Generator().manual_seed(3)
+    images = torch.randint(0, 256, (70, 1, 4, 4), generator=gen, dtype=torch.uint8).numpy()
+    labels = torch.randint(0, 10, (70,), generator=gen).numpy()
+    norm = NORMALIZATION["mnist"]
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 10))
+    floats = evaluate(model, to_tensor_data(images, labels, norm), batch_size=1024)
+    assert evaluate(model, image_data(images, labels, norm), batch_size=16) == pytest.approx(floats, rel=1e-6)
+    assert evaluate(model, image_data(images, labels, norm), batch_size=1024) == floats

@@ -41,8 +41,8 @@ class PoolEvaluator:
         model.eval()
         losses, correct = [], []
         for start in range(0, len(pool), self.batch_size):
-            logits = model(pool.x[start:start + self.batch_size])
-            y = pool.y[start:start + self.batch_size]
+            batch = pool.subset(slice(start, start + self.batch_size))  # raw images, normalised here
+            logits, y = model(batch.x), batch.y
             losses.append(F.cross_entropy(logits, y, reduction="none").double().numpy())
             correct.append((logits.argmax(1) == y).numpy())
         return np.concatenate(losses), np.concatenate(correct)

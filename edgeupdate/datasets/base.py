@@ -20,7 +20,7 @@ values are the widely published training-set statistics (Krizhevsky 2009 data).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -73,6 +73,10 @@ class Dataset:
     input_shape: tuple[int, int, int]
     num_classes: int
 
+    def keeping_train(self, rows: np.ndarray) -> "Dataset":
+        """This dataset holding only the training images at ``rows`` (:meth:`ImageData.keep`)."""
+        return replace(self, train=self.train.keep(rows))
+
     def __repr__(self) -> str:
         return (
             f"Dataset(name={self.name!r}, train={len(self.train)}, test={len(self.test)}, "
@@ -115,24 +119,60 @@ class ImageData:
     Every process of a run (the server and each node) holds the datasets it reads; raw 8-bit MNIST
     is 47 MB where the float32 copy is 188 MB. ``subset(index)`` returns exactly the
     :class:`~edgeupdate.training.TensorData` that :func:`to_tensor_data` of all images would give
-    at those indices (the normalisation is element-wise); ``x`` normalises the whole split.
+    at those indices (the normalisation is element-wise); ``x`` normalises what is held.
+
+    A split may hold only some of its images (``rows``: their sorted indices in the whole split,
+    see :meth:`keep`); ``subset`` still takes indices into the whole split and refuses one that is
+    not held.
     """
 
     raw: np.ndarray  # N×C×H×W, as read (uint8 for the image files)
     y: torch.Tensor  # int64, N
     norm: Normalization
+    rows: np.ndarray | None = None  # indices into the whole split of the images held (None: all, in order)
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
     @property
     def x(self) -> torch.Tensor:
-        """All images, normalised (a new float32 tensor each time: take subsets where you can)."""
+        """All images held, normalised (a new float32 tensor each time: take subsets where you can)."""
         return _normalise(self.raw, self.norm)
 
     def subset(self, index: torch.Tensor | slice) -> TensorData:
+        """The images at ``index`` (indices into the whole split, or a slice of what is held)."""
+        if self.rows is not None and not isinstance(index, slice):
+            index = torch.from_numpy(self._positions(np.asarray(index, dtype=np.int64)))
         rows = index.numpy() if isinstance(index, torch.Tensor) else index
         return TensorData(_normalise(self.raw[rows], self.norm), self.y[index])
+
+    def take(self, index: np.ndarray) -> "ImageData":
+        """The images at ``index``, still raw, as a split of their own (a 7,000-image MNIST test pool:
+        5.5 MB, not 22 MB of floats)."""
+        rows = np.asarray(index, dtype=np.int64)
+        if self.rows is not None:
+            rows = self._positions(rows)
+        return ImageData(np.ascontiguousarray(self.raw[rows]), self.y[torch.from_numpy(rows)], self.norm)
+
+    def keep(self, rows: np.ndarray) -> "ImageData":
+        """This split holding only the images at ``rows`` (indices into the whole split), still
+        indexed as the whole split; itself when ``rows`` is every image."""
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        if self.rows is None and len(rows) == len(self):
+            return self
+        held = self.take(rows)
+        whole = rows if self.rows is None else self.rows[self._positions(rows)]
+        return ImageData(held.raw, held.y, self.norm, whole)
+
+    def _positions(self, index: np.ndarray) -> np.ndarray:
+        """Where the images at ``index`` (indices into the whole split) sit in what is held."""
+        assert self.rows is not None
+        pos = np.searchsorted(self.rows, index)
+        missing = (pos >= len(self.rows)) | (self.rows[np.minimum(pos, len(self.rows) - 1)] != index)
+        if missing.any():
+            raise IndexError(f"image {int(index[missing][0])} of the split is not held here "
+                             f"({len(self.rows)} images are: the run's devices never collect the others)")
+        return pos
 
 
 def image_data(images: np.ndarray, labels: np.ndarray, norm: Normalization) -> ImageData:

@@ -1,8 +1,9 @@
-"""``load_dataset(name)``: one entry point for every dataset, cached per process."""
+"""``load_dataset(name)``: one entry point for every dataset, shared within a process while in use."""
 
 from __future__ import annotations
 
-import functools
+import threading
+import weakref
 from pathlib import Path
 
 from edgeupdate.datasets.base import DATASET_NAMES, Dataset
@@ -32,8 +33,22 @@ def needs_files(name: str) -> bool:
     return canonical_name(name) != "digits"
 
 
-@functools.lru_cache(maxsize=8)
+# Weak: a dataset stays loaded while something holds it (a run's runtime holds only the training
+# images its devices collect, so the whole split is freed once the runtime is built).
+_loaded: "weakref.WeakValueDictionary[tuple[str, Path | None], Dataset]" = weakref.WeakValueDictionary()
+_lock = threading.Lock()
+
+
 def _load_cached(name: str, data_dir: Path | None) -> Dataset:
+    with _lock:
+        dataset = _loaded.get((name, data_dir))
+        if dataset is None:
+            dataset = _read(name, data_dir)
+            _loaded[(name, data_dir)] = dataset
+        return dataset
+
+
+def _read(name: str, data_dir: Path | None) -> Dataset:
     if name == "digits":
         return load_digits_dataset()
     assert data_dir is not None
@@ -48,7 +63,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, download: boo
     Files are read from ``<data_dir>/<name>/`` where ``data_dir`` is resolved by
     :func:`resolve_data_dir` (``--data-dir`` > ``$EDGEUPDATE_DATA`` > user cache dir). ``digits`` is
     embedded and ignores ``data_dir``. With ``download=True`` missing or damaged files are fetched first.
-    Results are cached per process, keyed on (name, resolved directory): treat them as read-only.
+    A loaded dataset is shared within the process, keyed on (name, resolved directory), for as long
+    as anything holds it: treat it as read-only.
     Raises :class:`DatasetError` with a one-line message when files are missing or corrupt.
     """
     key = canonical_name(name)
@@ -63,5 +79,6 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, download: boo
 
 
 def clear_cache() -> None:
-    """Forget every cached dataset (tests; or to free memory)."""
-    _load_cached.cache_clear()
+    """Forget every shared dataset (tests: the next load reads the files again)."""
+    with _lock:
+        _loaded.clear()

@@ -71,6 +71,11 @@ class DataLayout:
         lo, hi = self.collected[round_ - 1, device], self.collected[round_, device]
         return self.device_train[device][lo:hi]
 
+    def train_rows(self) -> np.ndarray:
+        """Every training index any party can read in the run (sorted): what the devices hold by the
+        last round. A process keeps only these images (:meth:`~edgeupdate.datasets.base.ImageData.keep`)."""
+        return np.unique(self.server_pool(self.rounds))
+
     def server_pool(self, round_: int) -> np.ndarray:
         """Dʳ: every index collected by any device up to round ``round_``, in a fixed order."""
         return np.concatenate([self.collected_indices(d, round_) for d in range(self.num_devices)])

@@ -51,7 +51,7 @@ def test_a_crash_part_way_through_apply_leaves_the_deployed_model_intact(tiny_co
 def test_a_device_declines_a_ka_package_it_lacks_memory_for_but_applies_a_sparse_one(tiny_config, tmp_path):
     probe = _runtime(tiny_config, tmp_path)
     base = probe.initial_state
-    data = probe.train_subset(torch.arange(64))
+    data = probe.train_subset(probe.layout.train_rows()[:64])
     result = compact_refine(probe.new_model(), base, data, TrainConfig(epochs=1, batch_size=16),
                             CompactConfig("ka", n=2), seed=1)
     ka = build_package(result, base, base_version=0, target_version=1).encode()

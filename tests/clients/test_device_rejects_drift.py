@@ -25,7 +25,7 @@ from edgeupdate.updates import reconstitution, state_hash
 def setup(tiny_config_module):
     runtime = build_runtime(tiny_config_module)
     base = runtime.initial_state
-    data = runtime.train_subset(np.arange(64))
+    data = runtime.train_subset(runtime.layout.train_rows()[:64])
     result = compact_refine(runtime.new_model(), base, data, TrainConfig(epochs=1, batch_size=16), CompactConfig("ka", n=2),
                             seed=3)
     payload = build_package(result, base, base_version=0, target_version=1).encode(runtime.signing_key())

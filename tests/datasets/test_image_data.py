@@ -26,3 +26,33 @@ def test_a_subset_is_bitwise_the_whole_set_converted_then_indexed(name, channels
 def test_images_of_the_wrong_shape_are_refused_with_one_line():
     with pytest.raises(ValueError, match="channels"):
         image_data(np.zeros((2, 3, 4, 4), np.uint8), np.zeros(2), NORMALIZATION["mnist"])
+
+
+def test_take_keeps_the_images_raw_and_normalises_them_as_the_whole_set_would():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(40, 1, 5, 5), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=40)
+    norm = NORMALIZATION["mnist"]
+    whole, split = to_tensor_data(images, labels, norm), image_data(images, labels, norm)
+    index = np.array([2, 5, 5, 39, 0])
+    pool = split.take(index)
+    assert pool.raw.dtype == np.uint8 and pool.raw.shape == (5, 1, 5, 5) and len(pool) == 5
+    assert torch.equal(pool.subset(slice(1, 4)).x, whole.x[index][1:4])
+    assert torch.equal(pool.y, whole.y[torch.from_numpy(index)])
+
+
+def test_a_split_keeping_some_rows_is_still_indexed_as_the_whole_split():
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, size=(30, 1, 4, 4), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=30)
+    norm = NORMALIZATION["mnist"]
+    whole, split = to_tensor_data(images, labels, norm), image_data(images, labels, norm)
+    kept = split.keep(np.array([25, 3, 9, 3, 14]))
+    assert len(kept) == 4 and kept.raw.nbytes == 4 * 16 and list(kept.rows) == [3, 9, 14, 25]
+    index = torch.tensor([14, 3, 25, 25])
+    assert torch.equal(kept.subset(index).x, whole.x[index]) and torch.equal(kept.subset(index).y, whole.y[index])
+    assert np.array_equal(kept.take(np.array([9, 14])).raw, images[[9, 14]])
+    assert np.array_equal(kept.keep(np.array([9, 25])).rows, [9, 25])
+    with pytest.raises(IndexError, match="image 4 of the split is not held"):
+        kept.subset(torch.tensor([3, 4]))
+    assert split.keep(np.arange(30)) is split  # every row: nothing copied

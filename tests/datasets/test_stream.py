@@ -58,3 +58,11 @@ def test_too_many_devices_for_the_test_set_is_an_error():
     with pytest.raises(ValueError, match="without a test split"):
         make_layout(np.zeros(100, dtype=int), 3, num_devices=5, rounds=1, initial_samples=10,
                     samples_per_round=0, partition="iid", seed=0)
+
+
+def test_train_rows_are_every_index_any_device_collects_in_the_run():
+    layout = _layout()
+    rows = layout.train_rows()
+    assert np.array_equal(rows, np.sort(layout.server_pool(4))) and len(rows) == 100 + 3 * 60
+    touched = np.concatenate([layout.collected_indices(d, r) for r in range(1, 5) for d in range(7)])
+    assert np.isin(touched, rows).all()

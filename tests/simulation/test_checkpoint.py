@@ -29,7 +29,7 @@ def test_a_checkpoint_restores_the_strategy_and_binds_the_runs_own_objects(tmp_p
     old = _strategy("strategy.name='dpu'", "strategy.params={k=0.1}")
     old.store.release(1, ModelVersion(1, {k: v * 2 for k, v in old.latest.weights.items()}, "h1"))
     old.views[2].version, old.views[2].hash, old.views[2].maybe = 1, "h1", ("h0",)
-    old.pool = old.runtime.train_subset(range(40))
+    old.pool = old.runtime.train_subset(old.runtime.layout.train_rows()[:40])
     torch.manual_seed(3)
     random.seed(4)
     size = Checkpoints(tmp_path).save(1, old, [pd.DataFrame([{"round": 1, "accuracy": 0.5}])], wall_time_s=12.5)

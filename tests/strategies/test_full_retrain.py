@@ -15,12 +15,13 @@ def test_same_inputs_train_once_and_give_identical_weights(tiny_config, monkeypa
     real_train = full.train
     monkeypatch.setattr(full, "train", lambda *a, **k: calls.append(1) or real_train(*a, **k))
     monkeypatch.setattr(full, "_TRAINED", full.LRU(8))
-    d1 = runtime.train_subset(np.arange(60))
+    held = runtime.layout.train_rows()  # the images this run holds
+    d1 = runtime.train_subset(held[:60])
 
     first = full.retrain_dense(runtime, 1, d1, None, runtime.validation())
     first[next(iter(first))].zero_()  # the caller owns its copy: the remembered result is unchanged
     second = full.retrain_dense(runtime, 1, d1, None, runtime.validation())
-    other = full.retrain_dense(runtime, 1, runtime.train_subset(np.arange(1, 61)), None, runtime.validation())
+    other = full.retrain_dense(runtime, 1, runtime.train_subset(held[1:61]), None, runtime.validation())
 
     assert len(calls) == 2  # the second call reused the first; new data trained again
     assert state_hash(second) != state_hash(runtime.initial_state)
