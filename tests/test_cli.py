@@ -177,3 +177,13 @@ def test_no_plots_writes_the_results_without_figures_and_plot_draws_them_later(t
     assert not list(run.glob("*.png"))
     assert main(["plot", str(run)]) == 0
     assert {"accuracy_vs_round.png", "accuracy_vs_bytes.png", "fleet.png"} <= {p.name for p in run.glob("*.png")}
+
+
+@pytest.mark.parametrize("code", [
+    "import edgeupdate.cli as c; c._import_simulation()",  # the CLI, before a run
+    "import edgeupdate.simulation.node_worker",  # a node worker's preload
+])
+def test_the_heap_of_the_imports_is_frozen_and_collection_is_back_on(code):
+    probe = f"import gc; {code}; print(gc.isenabled(), gc.get_freeze_count() > 100_000)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.stdout.split() == ["True", "True"], out.stderr[-400:]
