@@ -168,7 +168,8 @@ class ImageData:
         """Where the images at ``index`` (indices into the whole split) sit in what is held."""
         assert self.rows is not None
         pos = np.searchsorted(self.rows, index)
-        missing = (pos >= len(self.rows)) | (self.rows[np.minimum(pos, len(self.rows) - 1)] != index)
+        found = self.rows[np.minimum(pos, len(self.rows) - 1)] if len(self.rows) else np.full(len(index), -1)
+        missing = (pos >= len(self.rows)) | (found != index)
         if missing.any():
             raise IndexError(f"image {int(index[missing][0])} of the split is not held here "
                              f"({len(self.rows)} images are: the run's devices never collect the others)")

@@ -28,12 +28,16 @@ def test_images_of_the_wrong_shape_are_refused_with_one_line():
         image_data(np.zeros((2, 3, 4, 4), np.uint8), np.zeros(2), NORMALIZATION["mnist"])
 
 
+def _both(seed: int, n: int, side: int):
+    """Random MNIST-like images as floats converted whole, and as a raw split; and the images."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n, 1, side, side), dtype=np.uint8)
+    labels, norm = rng.integers(0, 10, size=n), NORMALIZATION["mnist"]
+    return to_tensor_data(images, labels, norm), image_data(images, labels, norm), images
+
+
 def test_take_keeps_the_images_raw_and_normalises_them_as_the_whole_set_would():
-    rng = np.random.default_rng(1)
-    images = rng.integers(0, 256, size=(40, 1, 5, 5), dtype=np.uint8)
-    labels = rng.integers(0, 10, size=40)
-    norm = NORMALIZATION["mnist"]
-    whole, split = to_tensor_data(images, labels, norm), image_data(images, labels, norm)
+    whole, split, _ = _both(1, 40, 5)
     index = np.array([2, 5, 5, 39, 0])
     pool = split.take(index)
     assert pool.raw.dtype == np.uint8 and pool.raw.shape == (5, 1, 5, 5) and len(pool) == 5
@@ -42,11 +46,7 @@ def test_take_keeps_the_images_raw_and_normalises_them_as_the_whole_set_would():
 
 
 def test_a_split_keeping_some_rows_is_still_indexed_as_the_whole_split():
-    rng = np.random.default_rng(2)
-    images = rng.integers(0, 256, size=(30, 1, 4, 4), dtype=np.uint8)
-    labels = rng.integers(0, 10, size=30)
-    norm = NORMALIZATION["mnist"]
-    whole, split = to_tensor_data(images, labels, norm), image_data(images, labels, norm)
+    whole, split, images = _both(2, 30, 4)
     kept = split.keep(np.array([25, 3, 9, 3, 14]))
     assert len(kept) == 4 and kept.raw.nbytes == 4 * 16 and list(kept.rows) == [3, 9, 14, 25]
     index = torch.tensor([14, 3, 25, 25])
@@ -55,4 +55,6 @@ def test_a_split_keeping_some_rows_is_still_indexed_as_the_whole_split():
     assert np.array_equal(kept.keep(np.array([9, 25])).rows, [9, 25])
     with pytest.raises(IndexError, match="image 4 of the split is not held"):
         kept.subset(torch.tensor([3, 4]))
+    with pytest.raises(IndexError, match="image 1 of the split is not held"):
+        split.keep(np.zeros(0, dtype=np.int64)).subset(torch.tensor([1]))
     assert split.keep(np.arange(30)) is split  # every row: nothing copied
