@@ -140,7 +140,7 @@ def _import_simulation() -> None:
     The imports make about 350,000 objects that live as long as the process and hold little
     garbage; Python's full collections walked them six times during the imports and again at every
     later full collection (the quickstart: 0.7–1.1 s of the command's 10 s of CPU)."""
-    gc.disable()  # the caller may have disabled it earlier, to cover the Ray head's imports too
+    gc.disable()
     try:
         import edgeupdate.simulation.runner  # noqa: F401
         from flwr.simulation import run_simulation  # noqa: F401
@@ -154,7 +154,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _load(args)  # configs load without torch: Ray's head and its warm workers start before it is imported
     out = _out_dir(args.out, cfg.name, args.overwrite)
-    gc.disable()  # while Ray's head and the simulation's modules are imported (_import_simulation)
     head = start_private_ray(cfg.simulation)
     try:
         _import_simulation()
@@ -166,7 +165,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary = run_experiment(cfg, out, data_dir=args.data_dir, progress=not args.quiet, verbose=args.verbose,
                                  ray_head=head, plots=args.plots)
     finally:
-        gc.enable()
         if head is not None:
             head.stop()
     _print_result(summary, out, plots=args.plots)

@@ -160,9 +160,8 @@ class ImageData:
         rows = np.unique(np.asarray(rows, dtype=np.int64))
         if self.rows is None and len(rows) == len(self):
             return self
-        held = self.take(rows)
-        whole = rows if self.rows is None else self.rows[self._positions(rows)]
-        return ImageData(held.raw, held.y, self.norm, whole)
+        held = self.take(rows)  # refuses a row this split does not hold
+        return ImageData(held.raw, held.y, self.norm, rows)
 
     def _positions(self, index: np.ndarray) -> np.ndarray:
         """Where the images at ``index`` (indices into the whole split) sit in what is held."""
