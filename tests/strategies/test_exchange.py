@@ -11,7 +11,7 @@ from flwr.app import Message, MessageType, Metadata
 from edgeupdate import protocol as P
 from edgeupdate.messages import DeviceReply, reply_message, task_message
 from edgeupdate.simulation.progress import RoundProgress
-from edgeupdate.strategies.exchange import exchange
+from edgeupdate.strategies.exchange import exchange, pull_waits
 
 
 class SlowGrid:
@@ -50,6 +50,20 @@ def test_every_reply_comes_back_and_progress_counts_devices(server_task_identity
 
     assert sorted(r.metadata.src_node_id for r in replies) == [10, 11]
     assert seen == [(0, 5), (3, 5), (5, 5)]
+
+
+def test_without_progress_reports_every_reply_still_comes_back(server_task_identity):
+    messages = [task_message(10, MessageType.EVALUATE, 1, {0: {}}), task_message(11, MessageType.EVALUATE, 1, {1: {}})]
+
+    replies = exchange(SlowGrid(), iter(messages), timeout=10.0)  # any iterable, as Flower's configure_* return
+
+    assert sorted(r.metadata.src_node_id for r in replies) == [10, 11]
+
+
+def test_pulls_start_after_5_ms_and_back_off_to_the_grids_own_interval():
+    waits = pull_waits(0.1)
+    assert [round(next(waits), 3) for _ in range(8)] == [0.005, 0.01, 0.02, 0.04, 0.08, 0.1, 0.1, 0.1]
+    assert next(pull_waits(0.0)) == 0.0
 
 
 def test_a_long_phase_shows_a_bar_on_a_terminal_and_nothing_elsewhere():
