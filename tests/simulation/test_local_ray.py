@@ -56,22 +56,33 @@ def test_workers_start_with_the_head_and_import_the_preloaded_modules_before_any
         assert ray.get(imported.remote(probe))
 
 
-def test_node_workers_come_warm_and_skip_ray_datas_arrow_serializers():
+def test_node_workers_come_warm_without_flowers_server_side_or_ray_datas_arrow_serializers():
     import ray
+
+    names = ("torch", "flwr.simulation.ray_transport.ray_actor", "edgeupdate.clients.gateway", "pyarrow",
+             "fastapi", "flwr.server.superlink.linkstate")
 
     @ray.remote(num_cpus=1)
     def modules(_payload: bytes) -> dict[str, bool]:  # an argument: the worker deserialises with its context
-        return {name: name in sys.modules for name in ("torch", "flwr.simulation.ray_transport.ray_actor",
-                                                       "edgeupdate.clients.gateway", "pyarrow")}
+        return {name: name in sys.modules for name in names}
+
+    @ray.remote(num_cpus=1)
+    def whole_package() -> str:  # what flwr.simulation's own __init__ defines is still there when asked for
+        from flwr.simulation import run_simulation
+
+        return run_simulation.__module__
 
     with LocalRay(1):
         loaded = ray.get(modules.remote(b"x" * 200_000))  # large enough to travel through the object store
+        completed = ray.get(whole_package.remote())
     assert loaded == {"torch": True, "flwr.simulation.ray_transport.ray_actor": True,
-                      "edgeupdate.clients.gateway": True, "pyarrow": False}
+                      "edgeupdate.clients.gateway": True, "pyarrow": False,
+                      "fastapi": False, "flwr.server.superlink.linkstate": False}
+    assert completed == "flwr.simulation.run_simulation"
 
 
 def test_a_cluster_address_starts_no_private_head(tiny_config):
-    assert start_private_ray(tiny_config("simulation.ray_address='auto'").simulation) is None
+    assert start_private_ray(tiny_config("simulation.ray_address='auto'")) is None
     with pytest.raises(ValueError, match="num_cpus must be at least 1"):
         LocalRay(0)
 
