@@ -17,6 +17,7 @@ import platform
 import random
 import shutil
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -112,27 +113,68 @@ def discover_devices(grid: Grid, runtime: ExperimentRuntime, timeout_s: float = 
     return devices
 
 
+Draw = Callable[[Path, pd.DataFrame], None]  # (run directory, its metrics) → figures in that directory
+
+
+def draw_figures(out_dir: Path, df: pd.DataFrame) -> None:
+    """A run's figures (:func:`~edgeupdate.simulation.plots.plot_run`), drawn from its metrics."""
+    from edgeupdate.simulation.plots import plot_run  # matplotlib: loaded once the rounds are over
+
+    plot_run(out_dir, df)
+
+
+class FiguresInBackground:
+    """Draws a run's figures on a thread of its own, so that they are drawn while Flower's engine
+    stops (its worker threads notice the end within their 1 s queue timeout) and Ray's processes
+    exit, instead of after. :meth:`wait` waits for them; :meth:`raise_failure` raises what drawing
+    raised."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def __call__(self, out_dir: Path, df: pd.DataFrame) -> None:
+        def draw() -> None:
+            try:
+                draw_figures(out_dir, df)
+            except BaseException as exc:  # noqa: BLE001 (raised again in join)
+                self._error = exc
+
+        self._thread = threading.Thread(target=draw, name="edgeupdate-figures", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def raise_failure(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+
 def run_server(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, out_dir: Path,
                on_round: RoundCallback | None = None, resume: bool = False,
-               on_phase: PhaseProgress | None = None, plots: bool = True) -> dict[str, Any]:
+               on_phase: PhaseProgress | None = None, draw: Draw | None = draw_figures) -> dict[str, Any]:
     """The whole server side of a run of ``choice`` (built and checked once, before); returns the
     summary it wrote. A checkpoint is written at the end of every round; ``resume=True`` continues
     from the last complete one (from round 1 when there is none). The server trains with
     ``simulation.server_threads`` torch threads (0: the process's setting), restored afterwards.
-    ``plots=False`` leaves the figures to the caller (the simulation draws them once its node
-    workers are gone, which keeps the run's peak memory lower)."""
+    ``draw(out_dir, metrics)`` draws the figures once the results are written (``None``: none;
+    :func:`run_experiment` draws them on a thread while the engine stops, :class:`FiguresInBackground`)."""
     threads, previous = runtime.cfg.simulation.server_threads, torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        return _serve(grid, runtime, choice, out_dir, on_round, resume, on_phase, plots)
+        return _serve(grid, runtime, choice, out_dir, on_round, resume, on_phase, draw)
     finally:
         torch.set_num_threads(previous)
 
 
 def _serve(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, out_dir: Path,
            on_round: RoundCallback | None, resume: bool, on_phase: PhaseProgress | None,
-           plots: bool) -> dict[str, Any]:
+           draw: Draw | None) -> dict[str, Any]:
     cfg = runtime.cfg
     random.seed(derive_seed(cfg.seed, "flower-sampling"))
     torch.manual_seed(derive_seed(cfg.seed, "server"))
@@ -194,10 +236,8 @@ def _serve(grid: Grid, runtime: ExperimentRuntime, choice: StrategyChoice, out_d
                      "python": platform.python_version()},
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    if plots:
-        from edgeupdate.simulation.plots import plot_run  # matplotlib: loaded once the rounds are over
-
-        plot_run(out_dir, df)
+    if draw is not None:
+        draw(out_dir, df)
     checkpoints.clear()  # the run is complete: its results are written
     shutil.rmtree(store, ignore_errors=True)  # the weights the devices held; versions.csv names them
     return summary
@@ -246,7 +286,8 @@ def lost_counts(df: pd.DataFrame) -> dict[str, Any]:
 
 def make_server_app(runtime_for: Callable[[Context], ExperimentRuntime],
                     out_dir_for: Callable[[Context], Path], progress: bool = True,
-                    choice: StrategyChoice | None = None, resume: bool = False, plots: bool = True) -> ServerApp:
+                    choice: StrategyChoice | None = None, resume: bool = False,
+                    draw: Draw | None = draw_figures) -> ServerApp:
     """A ServerApp running :func:`run_server`; the runtime and output dir come from the context, the
     strategy from ``choice`` (resolved from the runtime's config when not given)."""
     app = ServerApp()
@@ -257,7 +298,7 @@ def make_server_app(runtime_for: Callable[[Context], ExperimentRuntime],
         chosen = choice or resolve_strategy(runtime.cfg)
         again = resume or str(context.run_config.get("resume", "false")).lower() == "true"  # flwr run --run-config
         run_server(grid, runtime, chosen, out_dir_for(context), progress_printer(runtime.cfg) if progress else None,
-                   resume=again, on_phase=RoundProgress(runtime.cfg.rounds) if progress else None, plots=plots)
+                   resume=again, on_phase=RoundProgress(runtime.cfg.rounds) if progress else None, draw=draw)
 
     return app
 
@@ -302,6 +343,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, choice: StrategyChoi
     the rest); else one starts here, in the background, unless ``cfg`` attaches to a cluster. The
     head is stopped when the run ends, or fails. ``plots=False`` draws no figures."""
     head = ray_head or start_private_ray(cfg.simulation)
+    figures = FiguresInBackground() if plots else None
     try:
         from flwr.simulation import run_simulation
 
@@ -311,7 +353,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, choice: StrategyChoi
         runtime.signing_key()  # reads package.key_file, if any
         client_app: ClientApp = make_client_app(lambda _ctx: experiment_runtime(cfg, data_dir))
         server_app = make_server_app(lambda _ctx: runtime, lambda _ctx: out_dir, progress, choice, resume,
-                                     plots=False)
+                                     draw=figures)
         if not verbose:  # Flower's run_simulation deprecation banner is a WARNING; errors still show
             logging.getLogger("flwr").setLevel(logging.ERROR)
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -325,11 +367,11 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, choice: StrategyChoi
     finally:
         if head is not None:
             head.stop()
+        if figures is not None:
+            figures.wait()
     summary_path = out_dir / "summary.json"
     if not summary_path.exists():
         raise SimulationError("the simulation ended without writing results (see the log above)")
-    if plots:
-        from edgeupdate.simulation.plots import plot_run  # after the engine: its node workers are gone
-
-        plot_run(out_dir)
+    if figures is not None:
+        figures.raise_failure()
     return json.loads(summary_path.read_text())

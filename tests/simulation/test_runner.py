@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 
@@ -29,3 +30,25 @@ def test_the_server_trains_with_server_threads_and_restores_the_process_setting(
         runner.run_server(object(), build_runtime(cfg), resolve_strategy(cfg), tmp_path / "run")
     assert seen == [expected]
     assert torch.get_num_threads() == 1
+
+
+def _metrics(rounds: int = 3) -> pd.DataFrame:
+    return pd.DataFrame([{"round": r, "device_id": d, "strategy": "full", "accuracy": 0.5 + 0.1 * r,
+                          "bytes_down": 1000 * r, "bytes_up": 10} for r in range(1, rounds + 1) for d in range(2)])
+
+
+def test_figures_drawn_in_the_background_are_all_there_once_waited_for(tmp_path):
+    figures = runner.FiguresInBackground()
+    figures(tmp_path, _metrics())
+    figures.wait()
+    figures.raise_failure()
+    assert {"accuracy_vs_round.png", "accuracy_vs_bytes.png"} <= {p.name for p in tmp_path.glob("*.png")}
+
+
+def test_a_figure_that_fails_in_the_background_fails_the_caller_once(tmp_path):
+    figures = runner.FiguresInBackground()
+    figures(tmp_path, _metrics().drop(columns=["accuracy"]))
+    figures.wait()
+    with pytest.raises(KeyError, match="accuracy"):
+        figures.raise_failure()
+    figures.raise_failure()  # reported once
