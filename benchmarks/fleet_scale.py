@@ -139,7 +139,7 @@ def main() -> None:
     if args.noop:
         noop_floor(*args.noop)
         return
-    from edgeupdate.runtime import devices_per_node
+    from edgeupdate.fleet.gateways import devices_per_node
 
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     rows = ["| devices | nodes | rounds | wall s | s per device-round | peak RSS MB | peak PSS MB | Flower no-op floor s "

@@ -154,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _load(args)  # configs load without torch: Ray's head and its warm workers start before it is imported
     out = _out_dir(args.out, cfg.name, args.overwrite)
-    head = start_private_ray(cfg.simulation)
+    head = start_private_ray(cfg)
     try:
         _import_simulation()
         from edgeupdate.simulation.runner import run_experiment

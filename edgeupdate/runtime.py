@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from edgeupdate.configs import ConfigError, ExperimentConfig, config_from_dict, dump_config
+from edgeupdate.fleet.gateways import devices_per_node
 from edgeupdate.datasets import DATASET_SHAPES, Dataset, load_dataset
 from edgeupdate.datasets.base import ImageData
 from edgeupdate.datasets.stream import DataLayout, StreamSizeError, make_layout
@@ -172,17 +173,6 @@ def _signing_key(signing: str, secret: str, key_file: str, seed: int) -> Signer 
             raise ConfigError("package.key_file", f"cannot read an Ed25519 private key from {key_file}: {err}") from None
     seed_bytes = hashlib.blake2b(str(derive_seed(seed, "ed25519-signing-key")).encode(), digest_size=32).digest()
     return Ed25519Signer(seed_bytes)
-
-
-def devices_per_node(num_devices: int, configured: int = 0) -> int:
-    """Devices per Flower node: ``configured`` when > 0, else about 2·∛N nodes (at least 4, at most
-    one per device): 100 devices use 10 nodes, 10,000 use 44, 100,000 use 94. Small runs still
-    spread over several nodes; large ones stay few, because Flower's simulation engine polls its
-    message store for every node, a cost that grows with nodes × messages in flight."""
-    if configured > 0:
-        return min(configured, num_devices)
-    nodes = min(num_devices, max(4, math.ceil(2 * num_devices ** (1 / 3) - 1e-9)))
-    return math.ceil(num_devices / nodes)
 
 
 def build_runtime(cfg: ExperimentConfig, data_dir: str | None = None) -> ExperimentRuntime:

@@ -13,30 +13,37 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from edgeupdate.configs.schema import SimulationConfig
+from edgeupdate.configs.schema import ExperimentConfig
+from edgeupdate.fleet.gateways import node_count, node_workers
 from edgeupdate.simulation.local_ray import LocalRay
 
 
-def ray_init_args(sim: SimulationConfig, head_address: str | None = None) -> dict[str, Any]:
-    """``ray.init`` arguments for ``sim``: a cluster's address (``sim.ray_address``), else the
+def ray_init_args(cfg: ExperimentConfig, head_address: str | None = None) -> dict[str, Any]:
+    """``ray.init`` arguments for ``cfg``: a cluster's address (``simulation.ray_address``), else the
     address of the private head this run started (:class:`~edgeupdate.simulation.local_ray.LocalRay`),
     else a private local Ray that ``ray.init`` starts with the run's CPU pool."""
-    if sim.ray_address:
-        return {"address": sim.ray_address}
+    if cfg.simulation.ray_address:
+        return {"address": cfg.simulation.ray_address}
     if head_address:
         return {"address": head_address}
-    return {"address": "local", "num_cpus": local_num_cpus(sim)}
+    return {"address": "local", "num_cpus": local_num_cpus(cfg)}
 
 
-def local_num_cpus(sim: SimulationConfig) -> int:
-    """The CPU pool of a local Ray: ``simulation.num_cpus``, or one per core."""
-    return sim.num_cpus or os.cpu_count() or 1
+def local_num_cpus(cfg: ExperimentConfig) -> int:
+    """The CPU pool of a local Ray, one node worker per CPU: ``simulation.num_cpus``, or else one
+    per core for as many nodes as there are, and one for a small run
+    (:func:`~edgeupdate.fleet.gateways.node_workers`)."""
+    sim = cfg.simulation
+    if sim.num_cpus:
+        return sim.num_cpus
+    nodes = node_count(cfg.num_devices, sim.devices_per_node)
+    return node_workers(cfg.num_devices, cfg.rounds, nodes, os.cpu_count() or 1)
 
 
-def start_private_ray(sim: SimulationConfig) -> LocalRay | None:
-    """Start ``sim``'s private Ray head in the background (``None`` when ``sim`` attaches to a
-    cluster), so that it comes up while the caller imports and loads the rest."""
-    return None if sim.ray_address else LocalRay(local_num_cpus(sim)).start_in_background()
+def start_private_ray(cfg: ExperimentConfig) -> LocalRay | None:
+    """Start ``cfg``'s private Ray head in the background (``None`` when it attaches to a cluster),
+    so that it comes up while the caller imports and loads the rest."""
+    return None if cfg.simulation.ray_address else LocalRay(local_num_cpus(cfg)).start_in_background()
 
 
 def ray_nodes_served(hosts: Mapping[int, str]) -> dict[str, list[int]]:

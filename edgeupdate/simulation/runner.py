@@ -325,7 +325,7 @@ def backend_config(cfg: ExperimentConfig, head_address: str | None = None) -> di
     sim = cfg.simulation
     return {
         "client_resources": {"num_cpus": sim.num_cpus_per_device, "num_gpus": 0.0},
-        "init_args": {**ray_init_args(sim, head_address), "include_dashboard": False,
+        "init_args": {**ray_init_args(cfg, head_address), "include_dashboard": False,
                       "logging_level": logging.ERROR, "log_to_driver": False},
     }
 
@@ -342,7 +342,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path, *, choice: StrategyChoi
     (:func:`~edgeupdate.simulation.ray_cluster.start_private_ray`, as the CLI does before it imports
     the rest); else one starts here, in the background, unless ``cfg`` attaches to a cluster. The
     head is stopped when the run ends, or fails. ``plots=False`` draws no figures."""
-    head = ray_head or start_private_ray(cfg.simulation)
+    head = ray_head or start_private_ray(cfg)
     figures = FiguresInBackground() if plots else None
     try:
         from flwr.simulation import run_simulation

@@ -9,15 +9,24 @@ import tempfile
 import pytest
 
 from edgeupdate.configs import ConfigError
-from edgeupdate.simulation.ray_cluster import ray_init_args, ray_nodes_served
+from edgeupdate.simulation.ray_cluster import local_num_cpus, ray_init_args, ray_nodes_served
 from edgeupdate.simulation.runner import run_experiment
 
 
 def test_an_empty_ray_address_starts_a_private_local_ray_and_an_address_attaches(tiny_config):
-    local = tiny_config("simulation.num_cpus=2").simulation
+    local = tiny_config("simulation.num_cpus=2")
     assert ray_init_args(local) == {"address": "local", "num_cpus": 2}  # never a `ray start` left running
-    cluster = tiny_config("simulation.ray_address='10.0.0.5:6379'").simulation
+    cluster = tiny_config("simulation.ray_address='10.0.0.5:6379'")
     assert ray_init_args(cluster) == {"address": "10.0.0.5:6379"}  # the cluster's CPUs, not ours
+
+
+def test_a_small_run_gets_one_node_worker_and_a_larger_one_a_worker_per_core_up_to_its_nodes(tiny_config,
+                                                                                            monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert local_num_cpus(tiny_config("num_devices=10", "rounds=6")) == 1  # the quickstart: 60 device-rounds
+    assert local_num_cpus(tiny_config("num_devices=10", "rounds=20")) == 5  # 5 nodes of 2 devices
+    assert local_num_cpus(tiny_config("num_devices=1000", "rounds=3")) == 8  # 20 nodes, 8 cores
+    assert local_num_cpus(tiny_config("num_devices=10", "rounds=6", "simulation.num_cpus=3")) == 3  # as set
 
 
 @pytest.mark.parametrize("overrides, problem", [
