@@ -156,12 +156,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = _out_dir(args.out, cfg.name, args.overwrite)
     head = start_private_ray(cfg)
     try:
+        if not args.quiet:  # before the imports: they take seconds
+            print(f"edgeupdate: {cfg.name}: strategy {cfg.strategy.name}, {cfg.num_devices} devices, "
+                  f"{cfg.rounds} rounds, dataset {cfg.dataset.name}, model {cfg.model.name} → {out}", flush=True)
         _import_simulation()
         from edgeupdate.simulation.runner import run_experiment
 
-        if not args.quiet:
-            print(f"edgeupdate: {cfg.name}: strategy {cfg.strategy.name}, {cfg.num_devices} devices, "
-                  f"{cfg.rounds} rounds, dataset {cfg.dataset.name}, model {cfg.model.name} → {out}", flush=True)
         summary = run_experiment(cfg, out, data_dir=args.data_dir, progress=not args.quiet, verbose=args.verbose,
                                  ray_head=head, plots=args.plots)
     finally:

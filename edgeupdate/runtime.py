@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 from torch import nn
 
 from edgeupdate.configs import ConfigError, ExperimentConfig, config_from_dict, dump_config
-from edgeupdate.fleet.gateways import devices_per_node
+from edgeupdate.fleet.gateways import devices_per_node, node_count
 from edgeupdate.datasets import DATASET_SHAPES, Dataset, load_dataset
 from edgeupdate.datasets.base import ImageData
 from edgeupdate.datasets.stream import DataLayout, StreamSizeError, make_layout
@@ -84,7 +83,7 @@ class ExperimentRuntime:
 
     @property
     def num_nodes(self) -> int:
-        return math.ceil(self.cfg.num_devices / self.devices_per_node)
+        return node_count(self.cfg.num_devices, self.cfg.simulation.devices_per_node)
 
     def node_devices(self, partition_id: int) -> range:
         """The device ids the node with ``partition-id`` serves."""

@@ -98,7 +98,7 @@ class SimulationConfig:
     """Flower simulation engine (Ray) settings."""
 
     num_cpus_per_device: float = bounded(1.0, gt=0.0)
-    num_cpus: int = bounded(0, min=0)  # Ray's CPU pool, one node worker per CPU; 0 = one per core, 1 for ≤ 100 device-rounds
+    num_cpus: int = bounded(0, min=0)  # Ray's CPU pool, a node worker per CPU; 0 = automatic (fleet/gateways.py)
     round_timeout_s: float = bounded(3600.0, gt=0.0)
     torch_threads: int = bounded(1, min=1)  # per simulated device process
     server_threads: int = bounded(0, min=0)  # the server's retraining; 0 = torch's default (one per core)

@@ -8,7 +8,7 @@
 * Flower's actor class without the rest of ``flwr.simulation``. The package's ``__init__`` imports
   ``run_simulation`` and with it the SuperLink's state, its CLI and FastAPI (about 0.7 s of CPU
   per worker), which a worker never calls. The package module is registered first with its
-  ``__init__`` deferred (:func:`import_actor_module`), so importing the actor's module runs only
+  ``__init__`` deferred (:func:`import_deferring_init`), so importing the actor's module runs only
   that module; the first attribute a worker ever reads from ``flwr.simulation`` itself runs the
   ``__init__`` then;
 * a frozen heap (``gc.freeze``): the imported modules' objects live as long as the worker, so the

@@ -137,7 +137,7 @@ class FiguresInBackground:
         def draw() -> None:
             try:
                 draw_figures(out_dir, df)
-            except BaseException as exc:  # noqa: BLE001 (raised again in join)
+            except BaseException as exc:  # noqa: BLE001 (raised again by raise_failure)
                 self._error = exc
 
         self._thread = threading.Thread(target=draw, name="edgeupdate-figures", daemon=True)
