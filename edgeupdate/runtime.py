@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from edgeupdate.configs import ConfigError, ExperimentConfig, config_from_dict, dump_config
-from edgeupdate.fleet.gateways import devices_per_node, node_count
 from edgeupdate.datasets import DATASET_SHAPES, Dataset, load_dataset
 from edgeupdate.datasets.base import ImageData
 from edgeupdate.datasets.stream import DataLayout, StreamSizeError, make_layout
+from edgeupdate.fleet.gateways import devices_per_node, node_count
 from edgeupdate.models import build_model
 from edgeupdate.models.zoo import model_for_state
 from edgeupdate.models.cost import ForwardProfile, forward_profile

@@ -46,6 +46,7 @@ from edgeupdate.simulation.local_ray import LocalRay
 from edgeupdate.simulation.ray_cluster import ray_init_args, ray_nodes_served, start_private_ray
 from edgeupdate.strategies.attacks import ATTACKS
 from edgeupdate.strategies.base import EdgeStrategy, PhaseProgress
+from edgeupdate.strategies.exchange import exchange
 from edgeupdate.strategies.resolve import StrategyChoice, resolve_strategy
 from edgeupdate.strategies.saved_packages import PackageSaver
 
@@ -93,7 +94,7 @@ def discover_devices(grid: Grid, runtime: ExperimentRuntime, timeout_s: float = 
     devices: dict[int, int] = {}
     common = {"checkpoint": restore[0], "restore_round": restore[1]} if restore else {}
     hello = [task_message(n, MessageType.TRAIN, 0, {}, common=common) for n in nodes]
-    for reply in grid.send_and_receive(hello, timeout=timeout_s):
+    for reply in exchange(grid, hello, timeout_s):
         node = reply.metadata.src_node_id
         if reply.has_error():
             raise SimulationError(f"node {node} failed: {reply.error.reason}")
